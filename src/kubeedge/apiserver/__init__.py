@@ -1,0 +1,1 @@
+"""Embedded Kubernetes-API-compatible control plane on SQLite (single box and tests)."""
