@@ -354,6 +354,7 @@ async def test_crash_loop_restarts_with_jittered_backoff_and_resets_after_stabil
     assert len(crash_logs) == crashes_before_stable + 2
     fields = crash_logs[0].kubeedge_fields  # type: ignore[attr-defined]
     assert fields["module"] == "twin"
+    assert fields["error"] == "RuntimeError: boom 1"
     assert crash_logs[0].exc_info is not None
     assert "RuntimeError: boom 1" in caplog.text
 
@@ -398,6 +399,8 @@ async def test_module_that_returns_is_not_restarted(
         assert hive.restarts("servicebus") == 0
         with pytest.raises(beehive.ModuleStoppedError, match="module 'servicebus' has stopped"):
             await hive.bus.send("servicebus", make_msg())
+        with pytest.raises(beehive.ModuleStoppedError, match="every module of group 'bus' has stopped"):
+            await hive.bus.send_to_group("bus", make_msg())
         await hive.bus.send("edged", make_msg())
         await trio.testing.wait_all_tasks_blocked()
         assert len(other.seen) == 1

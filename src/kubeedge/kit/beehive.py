@@ -184,17 +184,16 @@ class Bus:
     async def send_to_group(self, group: str, msg: Message) -> None:
         """Queue ``msg`` in the inbox of every running module of ``group`` (fan-out, in registration order).
 
-        Members that have stopped are skipped. Members whose inbox stays full until the shared
+        Members that have stopped are skipped (:class:`ModuleStoppedError` if all have). Members whose inbox stays full until the shared
         ``MODULE_SEND_WAIT`` deadline miss the message; :class:`InboxFullError` is raised after the others
         got it. Raises :class:`UnknownGroupError` if no module has this group.
         """
-        members = self._hive._group(group)
+        members = [slot for slot in self._hive._group(group) if slot.state is not ModuleState.STOPPED]
+        if not members:
+            raise ModuleStoppedError(f"every module of group {group!r} has stopped; none receives messages")
         deadline = trio.current_time() + self._hive.send_wait
         missed: list[str] = []
         for slot in members:
-            if slot.state is ModuleState.STOPPED:
-                _log.debug("group send skips a stopped module", group=group, module=slot.module.name)
-                continue
             if not await self._hive._deliver(slot, msg, deadline):
                 missed.append(slot.module.name)
         if missed:
@@ -372,8 +371,9 @@ class Beehive:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the modules in order, each once the previous one is ready, then supervise them.
 
-        Reports started when every module is ready, and returns after :meth:`shutdown` once every module
-        has finished its cleanup (or the shutdown deadline has passed).
+        Reports started when every module is ready. Returns after :meth:`shutdown` once every module
+        has finished its cleanup (or the shutdown deadline has passed), or when every module has returned.
+        Call it once per instance.
         """
         self.now_ms()  # anchor the wall clock at startup
         with self._cancel:
@@ -386,6 +386,11 @@ class Beehive:
             finally:
                 for slot in self._slots.values():
                     slot.state = ModuleState.STOPPED
+
+    @property
+    def shutting_down(self) -> bool:
+        """True once :meth:`shutdown` has been called."""
+        return self._shutdown_deadline is not None
 
     def shutdown(self, *, hard: bool = False) -> None:
         """Cancel every module; cleanup scopes stay shielded until ``now + shutdown_timeout``.
@@ -465,7 +470,7 @@ class Beehive:
             began = trio.current_time()
             try:
                 await module.run(ctx, task_status=ready)
-            except Exception:
+            except Exception as exc:
                 # Any Exception is a crash to restart from; BaseExceptions (Cancelled,
                 # KeyboardInterrupt) end the runtime as usual.
                 uptime = trio.current_time() - began
@@ -477,6 +482,7 @@ class Beehive:
                 _log.exception(
                     "module crashed; restarting",
                     module=module.name,
+                    error=f"{type(exc).__name__}: {exc}",
                     uptime_s=round(uptime, 3),
                     restart_in_s=round(delay, 3),
                     restarts=slot.restarts,
@@ -512,16 +518,16 @@ async def run_modules(
     *,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
-    **beehive_options: Any,
 ) -> int:
     """The process shell of ``cloudcore``/``edgecore``: run ``modules`` until SIGINT or SIGTERM.
 
     On the first signal every module is cancelled and gets ``shutdown_timeout`` seconds of shielded
     cleanup (:meth:`Context.cleanup_scope`); a second signal, or the deadline, cancels the cleanup too.
-    Returns the process exit code: 0 after a signal-driven shutdown. Must run in the main thread
-    (signal handling). ``beehive_options`` go to :class:`Beehive`.
+    Also returns once every module has returned on its own. Returns the process exit code: 0 (a
+    clean, signal-driven or natural end); a bug in the runtime itself raises. Must run in trio's main
+    thread (signal handling); raises :class:`ValueError` for bad modules, as :class:`Beehive` does.
     """
-    hive = Beehive(modules, shutdown_timeout=shutdown_timeout, **beehive_options)
+    hive = Beehive(modules, shutdown_timeout=shutdown_timeout)
     with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:
 
@@ -532,7 +538,7 @@ async def run_modules(
             nursery.start_soon(serve)
             async for signum in received:
                 name = signal.Signals(signum).name
-                if hive._shutdown_deadline is None:
+                if not hive.shutting_down:
                     _log.info("signal received; shutting down", signal=name, grace_s=shutdown_timeout)
                 else:
                     _log.warning("second signal; cancelling module cleanup", signal=name)
