@@ -119,6 +119,10 @@ def test_duplicate_and_empty_names_are_refused() -> None:
         Beehive([Recorder("twin", "twin"), Recorder("twin", "bus")])
     with pytest.raises(ValueError, match="name and group must be non-empty"):
         Beehive([Recorder("", "twin")])
+    with pytest.raises(ValueError, match=r"send_wait -1\.0: must be a finite number >= 0"):
+        Beehive([], send_wait=-1.0)
+    with pytest.raises(ValueError, match=r"backoff cap 0\.5: must be a finite number >= base"):
+        Beehive([], backoff_base=1.0, backoff_cap=0.5)
 
 
 async def test_module_sends_to_another_module(autojump_clock: trio.testing.MockClock) -> None:

@@ -184,9 +184,10 @@ class Bus:
     async def send_to_group(self, group: str, msg: Message) -> None:
         """Queue ``msg`` in the inbox of every running module of ``group`` (fan-out, in registration order).
 
-        Members that have stopped are skipped (:class:`ModuleStoppedError` if all have). Members whose inbox stays full until the shared
-        ``MODULE_SEND_WAIT`` deadline miss the message; :class:`InboxFullError` is raised after the others
-        got it. Raises :class:`UnknownGroupError` if no module has this group.
+        Members that have stopped are skipped (:class:`ModuleStoppedError` if all have). Members whose
+        inbox stays full until the shared ``MODULE_SEND_WAIT`` deadline miss the message;
+        :class:`InboxFullError` is raised after the others got it. Raises :class:`UnknownGroupError` if
+        no module has this group.
         """
         members = [slot for slot in self._hive._group(group) if slot.state is not ModuleState.STOPPED]
         if not members:
@@ -300,9 +301,11 @@ class Context(Bus):
 class Beehive:
     """Runs modules under one supervisor and routes messages between them.
 
+    ``send_wait`` bounds a send into a full inbox; ``backoff_base``/``backoff_cap`` shape the restart
+    delays and ``stable_after`` is the run length that resets them; ``rng`` draws the jitter.
     ``clock`` (optional) returns wall-clock Unix milliseconds for :meth:`now_ms`; by default the wall
-    clock is read once and advanced with ``trio.current_time()``. ``rng`` seeds the restart jitter.
-    Raises :class:`ValueError` on duplicate or empty module names.
+    clock is read once and advanced with ``trio.current_time()``. Raises :class:`ValueError` on
+    duplicate or empty module names and on negative or non-finite durations, naming the bad one.
     """
 
     def __init__(
@@ -328,8 +331,13 @@ class Beehive:
             inbox_in, inbox_out = trio.open_memory_channel[Message](limits.MODULE_QUEUE)
             self._slots[module.name] = _Slot(module, inbox_in, inbox_out)
         Backoff(backoff_base, backoff_cap)  # validates early, with a clear error
-        if not (math.isfinite(shutdown_timeout) and shutdown_timeout >= 0):
-            raise ValueError(f"shutdown_timeout {shutdown_timeout!r}: must be a finite number >= 0")
+        for key, value in (
+            ("shutdown_timeout", shutdown_timeout),
+            ("send_wait", send_wait),
+            ("stable_after", stable_after),
+        ):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{key} {value!r}: must be a finite number >= 0")
         self.shutdown_timeout = shutdown_timeout
         self.send_wait = send_wait
         self._backoff_base = backoff_base
