@@ -20,11 +20,12 @@ Invariants:
   then raises :class:`InboxFullError` naming the members that missed the message.
 - Modules start one after another in the given order; each must call ``task_status.started()`` when it
   is ready, and the next one starts only then.
-- A module that raises is restarted after an exponential, fully jittered delay (:class:`~kubeedge.kit.
-  backoff.Backoff`); the delay resets once a run has lasted ``stable_after`` seconds. A module that returns
-  is not restarted, and sends to it raise :class:`ModuleStoppedError`.
+- A module that raises is restarted after an exponential, fully jittered delay
+  (:class:`~kubeedge.kit.backoff.Backoff`); the delay resets once a run has lasted ``stable_after``
+  seconds. A module that returns is not restarted, and sends to it raise :class:`ModuleStoppedError`.
 - Shutdown gives modules a grace period: cleanup code that runs under :meth:`Context.cleanup_scope` is
-  shielded from the shutdown cancellation until the shutdown deadline, then cancelled.
+  shielded from the shutdown cancellation until the shutdown deadline, then cancelled. Cleanup must not
+  shield itself any other way: the runtime could not bound it.
 
 Failures are exceptions deriving from :class:`BeehiveError`, each naming the module or group concerned.
 """
