@@ -150,6 +150,8 @@ def default_edgecore(host: HostFacts | None = None) -> EdgeCoreConfig:
 def minimal_cloudcore(host: HostFacts | None = None) -> CloudCoreConfig:
     """The config upstream's ``cloudcore --minconfig`` describes: defaults with its larger ``nodeLimit``.
 
+    Equal to what loading ``dump_yaml(minimal_cloudcore(host), minimal=True)`` gives.
+
     Upstream's minimal file also says ``cloudHub.enable: false`` (an unset field in its generator) which would
     leave cloudcore without a hub; kubeedge-py writes ``true``.
     """
@@ -161,13 +163,20 @@ def minimal_cloudcore(host: HostFacts | None = None) -> CloudCoreConfig:
 def minimal_edgecore(host: HostFacts | None = None) -> EdgeCoreConfig:
     """The config upstream's ``edgecore --minconfig`` describes: defaults without DeviceTwin and EventBus.
 
+    Equal to what loading ``dump_yaml(minimal_edgecore(host), minimal=True)`` gives.
+
     Upstream's minimal file also says ``edgeHub.enable: false`` (an unset field in its generator) which would cut
     the node off the cloud; kubeedge-py writes ``true``.
     """
     cfg = default_edgecore(host)
     modules = cfg.modules
+    hub = modules.edge_hub
     modules = dataclasses.replace(
         modules,
+        # The minimal file has no quic section, so the host value must not linger in the model either.
+        edge_hub=dataclasses.replace(
+            hub, quic=dataclasses.replace(hub.quic, server=EdgeCoreConfig().modules.edge_hub.quic.server)
+        ),
         device_twin=dataclasses.replace(modules.device_twin, enable=False),
         event_bus=dataclasses.replace(modules.event_bus, enable=False),
     )
