@@ -331,9 +331,8 @@ def _convert(hint: Any, meta: Meta, value: object, path: tuple[PathPart, ...]) -
         if not isinstance(value, list):
             raise ConfigError(path, f"expected a list, got {describe(value)}")
         item = get_args(hint)[0]
-        item_meta = dataclasses.replace(meta, choices=None) if dataclasses.is_dataclass(item) else meta
-        result = tuple(_convert(item, item_meta, v, (*path, i)) for i, v in enumerate(value))
-        return result
+        # Item checks (ip, hostport, ranges) come from the list's own setting.
+        return tuple(_convert(item, meta, v, (*path, i)) for i, v in enumerate(value))
     elif origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(path, f"expected a mapping, got {describe(value)}")

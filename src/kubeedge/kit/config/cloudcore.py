@@ -61,7 +61,7 @@ class KubeAPIConfig:
     qps: float = setting(2500.0, "client queries per second towards the API server (upstream: 2500)", gt=0)
     burst: int = setting(5000, "client burst towards the API server (upstream: 5000)", gt=0)
     kube_config: str = setting(
-        "", "path of the kubeconfig file; empty with empty master = in-cluster or embedded"
+        "", "kubeconfig path; empty with empty master = embedded API server (upstream: empty)"
     )
 
 
@@ -128,7 +128,9 @@ class CloudHubUnixSocket:
 class NodeAuthorization:
     """The node authorizer."""
 
-    enable: bool = setting(False, "restrict each edge node to its own objects")
+    enable: bool = setting(
+        False, "restrict each edge node to its own objects (upstream: false unless listed in modes)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,7 +318,7 @@ class TaskManager:
 class Enable:
     """A module configured only by whether it runs."""
 
-    enable: bool = setting(False, "run this module")
+    enable: bool = setting(False, "run this module (upstream: false)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -414,9 +416,13 @@ class EmbeddedAPIServer:
     )
     address: str = setting("127.0.0.1", "listen address (kubeedge-py default: 127.0.0.1)", ip=True)
     port: int = port_number(6443, "listen port (kubeedge-py default: 6443, the Kubernetes API port)")
-    data_dir: str = setting("/var/lib/kubeedge/apiserver", "directory of its SQLite store")
+    data_dir: str = setting(
+        "/var/lib/kubeedge/apiserver",
+        "directory of its SQLite store (kubeedge-py default: /var/lib/kubeedge/apiserver)",
+    )
     kube_config_output: str = setting(
-        "/etc/kubeedge/admin.kubeconfig", "where the admin kubeconfig for kubectl is written"
+        "/etc/kubeedge/admin.kubeconfig",
+        "admin kubeconfig written for kubectl (kubeedge-py default: /etc/kubeedge/admin.kubeconfig)",
     )
     max_request_body_bytes: int = setting(
         limits.APISERVER_MAX_BODY, "largest request body accepted (default 3 MiB, etcd's request limit)", gt=0

@@ -59,9 +59,6 @@ MIN_PATHS: Final = (
 )
 """The keys of upstream's ``edgecore --minconfig``."""
 
-MIN_DISABLED: Final = ("deviceTwin", "eventBus")
-"""Modules upstream's minimal config turns off (no MQTT broker needed)."""
-
 
 # --- database ------------------------------------------------------------------------------------------------
 
@@ -385,9 +382,12 @@ class Edged:
         "", "node name; empty = the lowercased hostname (upstream: the hostname)"
     )
     node_ip: str = setting(
-        "", "node IP reported to the cloud; empty = the host's first IP", key="nodeIP", ip=True
+        "",
+        "node IP reported to the cloud; empty = the host's first IP (upstream: unset)",
+        key="nodeIP",
+        ip=True,
     )
-    node_labels: dict[str, str] = setting({}, "extra labels set on the node object")
+    node_labels: dict[str, str] = setting({}, "extra labels set on the node object (upstream: unset)")
     max_container_count: int = setting(-1, "most dead containers kept; -1 = no limit (upstream: -1)", ge=-1)
     max_per_pod_container_count: int = setting(1, "dead containers kept per pod (upstream: 1)", ge=0)
     minimum_gc_age: float = setting(
