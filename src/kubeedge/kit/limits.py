@@ -46,6 +46,13 @@ SYNC_TIMEOUT: Final = 30.0
 MAX_CONFIG_BYTES: Final = 1 * MiB
 """Largest cloudcore.yaml / edgecore.yaml accepted."""
 
+MAX_CONFIG_NODES: Final = 100_000
+"""Most values a parsed config may hold, counting every alias use: YAML aliases let a tiny file expand into an
+exponential tree (billion laughs). Upstream's default edgecore.yaml has about 250."""
+
+MAX_CONFIG_DEPTH: Final = 32
+"""Deepest nesting of a parsed config; upstream's files reach 7 levels."""
+
 # --- embedded API server -----------------------------------------------------------------------------
 APISERVER_MAX_BODY: Final = 3 * MiB
 """Default request body limit of the embedded API server (etcd's request limit)."""
