@@ -157,6 +157,11 @@ class MetaManager:
         """Whether EdgeHub last reported ``cloud_connected``."""
         return self._connected
 
+    @property
+    def outbox_pending(self) -> bool:
+        """Whether edge-to-cloud messages may be waiting in the outbox (new ones then queue behind them)."""
+        return self._outbox_pending
+
     # --- lifecycle -------------------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Process the inbox until it is closed; then cancel remote queries in flight and return."""
