@@ -89,6 +89,19 @@ outbox_table: Final = sa.Table(
     sa.Column("queued_ms", sa.BigInteger, nullable=False),
 )
 
+_SQL_GET_VERSION: Final = "SELECT resource_version FROM meta_version WHERE key = ?"
+_SQL_SET_VERSION: Final = (
+    "INSERT INTO meta_version (resource_version, tombstone, updated_ms, key) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET resource_version = excluded.resource_version, "
+    "tombstone = excluded.tombstone, updated_ms = excluded.updated_ms"
+)
+_SQL_UPSERT_META: Final = (
+    "INSERT INTO meta (key, type, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value"
+)
+_SQL_GET_VALUE: Final = "SELECT value FROM meta WHERE key = ?"
+_SQL_DELETE_META: Final = "DELETE FROM meta WHERE key = ?"
+
 _EXPECTED_COLUMNS: Final = {t.name: {c.name for c in t.columns} for t in _md.sorted_tables}
 
 
@@ -359,55 +372,35 @@ class MetaStore:
         """One :class:`Delete` in its own transaction."""
         return self.apply([Delete(key, resource_version, uid)], now_ms=now_ms)[0]
 
-    def _version(self, key: str) -> tuple[int | None, bool]:
-        row = self._conn.execute(
-            sa.select(meta_version_table.c.resource_version, meta_version_table.c.tombstone).where(
-                meta_version_table.c.key == key
-            )
-        ).first()
-        if row is None or not row[0]:
-            return None, bool(row[1]) if row is not None else False
-        return parse_rv(row[0]), bool(row[1])
+    # The per-write statements below run through exec_driver_sql: building and cache-keying Core
+    # statements costs ~0.5 ms each, more than the row work itself, and this is the ack path.
+    def _version(self, key: str) -> int | None:
+        row = self._conn.exec_driver_sql(_SQL_GET_VERSION, (key,)).first()
+        return parse_rv(row[0]) if row is not None and row[0] else None
 
     def _set_version(self, key: str, rv: int | None, tombstone: bool, now_ms: int) -> None:
-        stmt = sqlite.insert(meta_version_table).values(
-            key=key, resource_version="" if rv is None else str(rv), tombstone=tombstone, updated_ms=now_ms
-        )
-        self._conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["key"],
-                set_={
-                    "resource_version": stmt.excluded.resource_version,
-                    "tombstone": tombstone,
-                    "updated_ms": now_ms,
-                },
-            )
+        self._conn.exec_driver_sql(
+            _SQL_SET_VERSION, ("" if rv is None else str(rv), int(tombstone), now_ms, key)
         )
 
     def _apply_one(self, w: Write, now_ms: int) -> Outcome:
-        stored_rv, _ = self._version(w.key)
+        stored_rv = self._version(w.key)
         incoming = parse_rv(w.resource_version) if w.resource_version else None
         if isinstance(w, Upsert):
             if incoming is not None and stored_rv is not None and incoming <= stored_rv:
                 return Outcome.STALE
-            stmt = sqlite.insert(meta_table).values(key=w.key, type=w.type, value=w.value)
-            self._conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["key"], set_={"type": stmt.excluded.type, "value": stmt.excluded.value}
-                )
-            )
+            self._conn.exec_driver_sql(_SQL_UPSERT_META, (w.key, w.type, w.value))
             # An unversioned write keeps the RV it replaces, so older versioned messages still lose.
             self._set_version(w.key, incoming if incoming is not None else stored_rv, False, now_ms)
             return Outcome.APPLIED
         if incoming is not None and stored_rv is not None and incoming < stored_rv:
             return Outcome.STALE
         if w.uid:
-            value = self._conn.execute(
-                sa.select(meta_table.c.value).where(meta_table.c.key == w.key)
-            ).scalar()
-            if value is not None and w.uid not in value:
+            row = self._conn.exec_driver_sql(_SQL_GET_VALUE, (w.key,)).first()
+            if row is not None and w.uid not in row[0]:
                 return Outcome.UID_MISMATCH
-        self._conn.execute(sa.delete(meta_table).where(meta_table.c.key.in_((w.key, *w.also_delete))))
+        for key in (w.key, *w.also_delete):
+            self._conn.exec_driver_sql(_SQL_DELETE_META, (key,))
         known = [x for x in (incoming, stored_rv) if x is not None]
         self._set_version(w.key, max(known) if known else None, True, now_ms)
         return Outcome.APPLIED
@@ -431,8 +424,12 @@ class MetaStore:
     def resource_version(self, key: str) -> tuple[str, bool]:
         """``(rv, tombstone)`` recorded for ``key``; ``("", False)`` when nothing is known."""
         with self._lock, self._translate(), self._conn.begin():
-            rv, tomb = self._version(key)
-            return ("" if rv is None else str(rv)), tomb
+            row = self._conn.execute(
+                sa.select(meta_version_table.c.resource_version, meta_version_table.c.tombstone).where(
+                    meta_version_table.c.key == key
+                )
+            ).first()
+            return ("", False) if row is None else (str(row[0]), bool(row[1]))
 
     def list_type(self, namespace: str, type_: str) -> list[str]:
         """Values of every ``<namespace>/<type_>/<name>`` key, ordered by key.
