@@ -215,6 +215,27 @@ async def test_cloud_pod_delete_uid_rule(store: st.MetaStore) -> None:
     assert store.get("default/pod/p") is None
     assert store.get("default/podpatch/p") is None
     assert store.resource_version("default/pod/p") == ("7", True)
+    assert store.get_v2("/core/v1/pods/default/p") is None
+
+
+async def test_api_objects_are_mirrored_to_meta_v2(store: st.MetaStore) -> None:
+    with trio.fail_after(DEADLINE):
+        async with run_manager(store) as r:
+            r.link.connected = True
+            lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "edge-1"}}
+            for m in (
+                cloud_msg("insert", "default/pod/p", pod("p", "u", "5"), rv="5"),
+                cloud_msg("update", "kube-node-lease/lease/edge-1", lease, rv="9"),
+            ):
+                await r.inbox.send(m)
+                await r.recv_cloud()
+    row = store.get_v2("/core/v1/pods/default/p")
+    assert row is not None
+    assert row[0] == "/v1, Resource=pods"
+    assert json.loads(row[1]) == pod("p", "u", "5")
+    lease_row = store.get_v2("/coordination.k8s.io/v1/leases/kube-node-lease/edge-1")
+    assert lease_row is not None
+    assert lease_row[0] == "coordination.k8s.io/v1, Resource=leases"
 
 
 async def test_bad_cloud_messages_get_errors(store: st.MetaStore) -> None:

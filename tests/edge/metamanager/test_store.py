@@ -47,6 +47,14 @@ def test_upstream_schema_and_pragmas(store: st.MetaStore, db_path: Path) -> None
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
         assert {"meta", "meta_v2", "sub_topics", "target_urls"} <= tables
         assert [r[1] for r in conn.execute("pragma table_info(meta)")] == ["key", "type", "value"]
+        assert [r[1] for r in conn.execute("pragma table_info(meta_v2)")] == [
+            "key",
+            "groupversionresource",
+            "namespace",
+            "name",
+            "resourceversion",
+            "value",
+        ]
         assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
         assert conn.execute("select key, type, value from meta").fetchall() == [
             ("default/configmap/c", "configmap", "{}")
@@ -245,6 +253,10 @@ def test_upstream_created_database_is_accepted(db_path: Path) -> None:
     """A database made by upstream edgecore (its own tables, application_id 0) opens and keeps its rows."""
     conn = sqlite3.connect(db_path)
     conn.execute("create table meta(key varchar(256) primary key, type varchar(32), value text)")
+    conn.execute(
+        "create table meta_v2(key varchar(256) primary key, groupversionresource varchar(256), "
+        "namespace varchar(256), name varchar(256), resourceversion integer, value text)"
+    )
     conn.execute("create table device(id varchar(64) primary key, name varchar(64))")
     conn.execute("insert into meta values ('default/pod/a', 'pod', '{}')")
     conn.commit()

@@ -259,11 +259,13 @@ class MetaManager:
                     if resource.name and (resource.type == res.Kind.POD)
                     else ()
                 )
-                write = st.Delete(resource.raw, rv, uid, also)
+                write = st.Delete(resource.raw, rv, uid, also, res.meta_v2_ref(resource))
             else:
                 if not resource.name:
                     raise ValueError(f"resource {resource.raw!r} has no name")
-                write = st.Upsert(resource.raw, resource.type, _compact(msg.content), rv)
+                write = st.Upsert(
+                    resource.raw, resource.type, _compact(msg.content), rv, res.meta_v2_ref(resource)
+                )
         except ValueError as e:
             await self._error_to_cloud(msg, str(e))
             return None
@@ -357,7 +359,7 @@ class MetaManager:
         elif op == res.Op.DELETE:
             if kind == res.Kind.POD and resource.name:
                 also = (f"{resource.namespace}/{res.Kind.PODPATCH}/{resource.name}",)
-                write = st.Delete(resource.raw, "", res.uid_of(msg.content), also)
+                write = st.Delete(resource.raw, "", res.uid_of(msg.content), also, res.meta_v2_ref(resource))
                 if not await self._store_for_edged(msg, write):
                     return
             await self._send_up(msg, supersede_key=None)
@@ -447,7 +449,7 @@ class MetaManager:
     async def _store_answer(self, resource: res.Resource, obj: Any) -> None:
         try:
             rv = res.resource_version_of("", obj)
-            write = st.Upsert(resource.raw, resource.type, _compact(obj), rv)
+            write = st.Upsert(resource.raw, resource.type, _compact(obj), rv, res.meta_v2_ref(resource))
             await self._db(self.store.apply, [write], now_ms=self._now())
         except (ValueError, st.StoreError) as e:
             _log.warning("remote answer not stored", resource=resource.raw, error=str(e))

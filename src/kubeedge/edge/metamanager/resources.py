@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from kubeedge.edge.metamanager.store import MetaV2Ref
 from kubeedge.kit import limits
 
 
@@ -68,6 +69,20 @@ REMOTE_INSERT_KINDS: Final = frozenset({Kind.NODE, Kind.POD, Kind.LEASE, Kind.CS
 
 STATUS_KINDS: Final = frozenset({Kind.PODSTATUS, Kind.PODPATCH, Kind.NODESTATUS, Kind.NODEPATCH})
 """Upstream statuses: in the offline outbox the newest per object supersedes older ones."""
+
+API_RESOURCES: Final[Mapping[str, tuple[str, str, str]]] = {
+    Kind.POD: ("", "v1", "pods"),
+    Kind.NODE: ("", "v1", "nodes"),
+    Kind.CONFIGMAP: ("", "v1", "configmaps"),
+    Kind.SECRET: ("", "v1", "secrets"),
+    Kind.PERSISTENTVOLUME: ("", "v1", "persistentvolumes"),
+    Kind.PERSISTENTVOLUMECLAIM: ("", "v1", "persistentvolumeclaims"),
+    Kind.VOLUMEATTACHMENT: ("storage.k8s.io", "v1", "volumeattachments"),
+    Kind.LEASE: ("coordination.k8s.io", "v1", "leases"),
+    "device": ("devices.kubeedge.io", "v1beta1", "devices"),
+    "devicemodel": ("devices.kubeedge.io", "v1beta1", "devicemodels"),
+}
+"""Resource types that are Kubernetes API objects: (group, version, plural) for their ``meta_v2`` row."""
 
 # Sources (upstream module names).
 SOURCE_EDGED: Final = "edged"
@@ -183,3 +198,17 @@ def decode_answer(operation: str, content: Any) -> RemoteAnswer:
                 return RemoteAnswer(None, err if isinstance(err, str) and err else "remote error")
             return RemoteAnswer(_get_lenient(content, "Object"))
     return RemoteAnswer(content)
+
+
+def meta_v2_ref(resource: Resource) -> MetaV2Ref | None:
+    """Where an API object of ``resource`` lives in ``meta_v2``; None for non-API types or type-only resources."""
+    api = API_RESOURCES.get(resource.type)
+    if api is None or not resource.name or "/" in resource.name:
+        return None
+    group, version, plural = api
+    return MetaV2Ref(
+        key=f"/{group or 'core'}/{version}/{plural}/{resource.namespace}/{resource.name}",
+        group_version_resource=f"{group}/{version}, Resource={plural}",
+        namespace=resource.namespace,
+        name=resource.name,
+    )

@@ -64,10 +64,11 @@ meta_v2_table: Final = sa.Table(
     "meta_v2",
     _md,
     sa.Column("key", sa.String(limits.META_MAX_KEY_CHARS), primary_key=True),
-    sa.Column("group_version_resource", sa.String(256)),
+    # Upstream's column names (beego ORM: no underscores), so an upstream edgecore.db opens as is.
+    sa.Column("groupversionresource", sa.String(256)),
     sa.Column("namespace", sa.String(256)),
     sa.Column("name", sa.String(256)),
-    sa.Column("resource_version", sa.BigInteger),
+    sa.Column("resourceversion", sa.BigInteger),
     sa.Column("value", sa.Text),
 )
 sub_topics_table: Final = sa.Table("sub_topics", _md, sa.Column("topic", sa.String(256), primary_key=True))
@@ -99,6 +100,13 @@ _SQL_UPSERT_META: Final = (
     "INSERT INTO meta (key, type, value) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value"
 )
+_SQL_UPSERT_V2: Final = (
+    "INSERT INTO meta_v2 (key, groupversionresource, namespace, name, resourceversion, value) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET groupversionresource = excluded.groupversionresource, "
+    "namespace = excluded.namespace, name = excluded.name, resourceversion = excluded.resourceversion, "
+    "value = excluded.value"
+)
+_SQL_DELETE_V2: Final = "DELETE FROM meta_v2 WHERE key = ?"
 _SQL_GET_VALUE: Final = "SELECT value FROM meta WHERE key = ?"
 _SQL_DELETE_META: Final = "DELETE FROM meta WHERE key = ?"
 
@@ -140,6 +148,18 @@ def _check_key(key: str, what: str = "key") -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class MetaV2Ref:
+    """Where an object also lives in upstream's ``meta_v2`` table (read by MetaServer)."""
+
+    key: str
+    """``/<group>/<version>/<resource>/<namespace>/<name>`` (group ``core`` for the core API)."""
+    group_version_resource: str
+    """Go's ``GroupVersionResource.String()``, e.g. ``/v1, Resource=pods``."""
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Upsert:
     """Insert or replace ``key`` unless the store holds a newer resourceVersion."""
 
@@ -148,6 +168,8 @@ class Upsert:
     value: str
     resource_version: str = ""
     """Decimal uint64 RV, or empty for an unversioned write (always applies)."""
+    v2: MetaV2Ref | None = None
+    """Also mirror the object into ``meta_v2`` when applied."""
 
     def __post_init__(self) -> None:
         _check_key(self.key)
@@ -174,6 +196,8 @@ class Delete:
     """For pods: delete only when the stored value contains this UID (empty: no check)."""
     also_delete: tuple[str, ...] = ()
     """Keys removed together with ``key`` when it is deleted (the pod's ``podpatch`` key)."""
+    v2: MetaV2Ref | None = None
+    """Also remove the object's ``meta_v2`` row when applied."""
 
     def __post_init__(self) -> None:
         _check_key(self.key)
@@ -390,6 +414,16 @@ class MetaStore:
             if incoming is not None and stored_rv is not None and incoming <= stored_rv:
                 return Outcome.STALE
             self._conn.exec_driver_sql(_SQL_UPSERT_META, (w.key, w.type, w.value))
+            if w.v2 is not None:
+                r = w.v2
+                # meta_v2.resourceversion is an integer column; a uint64 beyond int64 is kept as text.
+                v2_rv: int | str = (
+                    incoming if incoming is not None and incoming < 2**63 else w.resource_version
+                )
+                self._conn.exec_driver_sql(
+                    _SQL_UPSERT_V2,
+                    (r.key, r.group_version_resource, r.namespace, r.name, v2_rv or 0, w.value),
+                )
             # An unversioned write keeps the RV it replaces, so older versioned messages still lose.
             self._set_version(w.key, incoming if incoming is not None else stored_rv, False, now_ms)
             return Outcome.APPLIED
@@ -401,6 +435,8 @@ class MetaStore:
                 return Outcome.UID_MISMATCH
         for key in (w.key, *w.also_delete):
             self._conn.exec_driver_sql(_SQL_DELETE_META, (key,))
+        if w.v2 is not None:
+            self._conn.exec_driver_sql(_SQL_DELETE_V2, (w.v2.key,))
         known = [x for x in (incoming, stored_rv) if x is not None]
         self._set_version(w.key, max(known) if known else None, True, now_ms)
         return Outcome.APPLIED
@@ -453,6 +489,16 @@ class MetaStore:
         if sum(len(v) for v in values) > limits.META_MAX_QUERY_BYTES:
             raise StoreError(f"{self.path}: lookup {prefix}* exceeds {limits.META_MAX_QUERY_BYTES} bytes")
         return values
+
+    def get_v2(self, v2_key: str) -> tuple[str, str] | None:
+        """``(groupversionresource, value)`` of a ``meta_v2`` row, or None."""
+        with self._lock, self._translate(), self._conn.begin():
+            row = self._conn.execute(
+                sa.select(meta_v2_table.c.groupversionresource, meta_v2_table.c.value).where(
+                    meta_v2_table.c.key == v2_key
+                )
+            ).first()
+            return None if row is None else (str(row[0]), str(row[1]))
 
     def keys(self) -> list[str]:
         """Every key in ``meta`` (diagnostics and tests; bounded by the database size)."""
