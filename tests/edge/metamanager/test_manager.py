@@ -12,7 +12,7 @@ import trio
 from kubeedge.edge.metamanager import store as st
 from kubeedge.proto.message import Message
 
-from .conftest import Running, run_manager
+from .conftest import CLOCK_MS, Running, run_manager
 
 DEADLINE = 10
 
@@ -470,3 +470,70 @@ async def test_disconnect_during_remote_query_falls_back(store: st.MetaStore) ->
             answer = await r.edged.receive()
     assert answer.content == ['"stored"']
     assert answer.parent_msg_id == q.msg_id
+
+
+async def test_drain_stops_on_link_error_and_resumes_on_reconnect(store: st.MetaStore) -> None:
+    msgs = [edged_msg("update", f"default/podstatus/p{i}", {"UID": f"u{i}", "Status": {}}) for i in range(3)]
+    with trio.fail_after(DEADLINE):
+        async with run_manager(store) as r:
+            for m in msgs:
+                await r.inbox.send(m)
+                assert (await r.edged.receive()).content == "OK"
+            # EdgeHub says connected but the link fails at once: the drain stops, nothing is lost.
+            await r.inbox.send(connect_msg("cloud_connected"))
+            await until(lambda: r.manager.connected and not r.manager.draining)
+            assert store.outbox_len() == 3
+            await r.inbox.send(connect_msg("cloud_disconnected"))
+            await until(lambda: not r.manager.connected)
+            await connect(r)
+            drained = [await r.recv_cloud() for _ in msgs]
+            await until(lambda: store.outbox_len() == 0)
+    assert drained == msgs
+
+
+async def test_tombstones_are_compacted(store: st.MetaStore) -> None:
+    store.delete("default/configmap/c", resource_version="5", now_ms=CLOCK_MS - 10_000)
+    store.delete("default/configmap/d", resource_version="5", now_ms=CLOCK_MS)
+    with trio.fail_after(DEADLINE):
+        async with run_manager(store, tombstone_ttl_s=5, compact_interval_s=0.01):
+            await until(lambda: store.resource_version("default/configmap/c") == ("", False))
+    assert store.resource_version("default/configmap/d") == ("5", True)
+
+
+async def test_offline_reboot_restores_everything_edged_needs(db_path: Any) -> None:
+    """Pods, their configmap and secret, and the node survive a restart and are served with no cloud."""
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "edge-1", "resourceVersion": "2"}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "resourceVersion": "4"}}
+    pushed = [
+        cloud_msg("update", "null/node/edge-1", node, rv="2"),
+        cloud_msg("insert", "default/configmap/c", configmap("c", "3"), rv="3"),
+        cloud_msg("update", "default/secret/s", secret, rv="4"),
+        cloud_msg("insert", "default/pod/a", pod("a", "ua", "5"), rv="5"),
+        cloud_msg("insert", "default/pod/b", pod("b", "ub", "6"), rv="6"),
+    ]
+    with trio.fail_after(DEADLINE):
+        first = st.MetaStore.open(db_path)
+        async with run_manager(first) as r:
+            r.link.connected = True
+            for m in pushed:
+                await r.inbox.send(m)
+            for _ in pushed:
+                await r.recv_cloud()
+        first.close()
+        with st.MetaStore.open(db_path) as store:
+            async with run_manager(store) as r2:
+                queries = [
+                    edged_msg("query", "default/pod"),
+                    edged_msg("query", "default/configmap/c"),
+                    edged_msg("query", "default/secret/s"),
+                    edged_msg("query", "null/node/edge-1"),
+                ]
+                for q in queries:
+                    await r2.inbox.send(q)
+                answers = [await r2.edged.receive() for _ in queries]
+    assert [[json.loads(v) for v in a.content] for a in answers] == [
+        [pod("a", "ua", "5"), pod("b", "ub", "6")],
+        [configmap("c", "3")],
+        [secret],
+        [node],
+    ]

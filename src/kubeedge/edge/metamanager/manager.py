@@ -162,6 +162,11 @@ class MetaManager:
         """Whether edge-to-cloud messages may be waiting in the outbox (new ones then queue behind them)."""
         return self._outbox_pending
 
+    @property
+    def draining(self) -> bool:
+        """Whether the outbox is being sent to the cloud right now."""
+        return self._draining
+
     # --- lifecycle -------------------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Process the inbox until it is closed; then cancel remote queries in flight and return."""
