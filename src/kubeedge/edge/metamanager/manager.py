@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -94,6 +95,15 @@ class MetaManagerConfig:
             raise ValueError("tombstone TTL and compaction interval must be positive")
 
 
+class _Target(enum.StrEnum):
+    """Where a stored cloud message goes next."""
+
+    EDGED = "edged"
+    TWIN = "twin"
+    NOWHERE = ""
+    """Node updates are stored only."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
     """A cloud message whose write is waiting for the group commit."""
@@ -101,8 +111,7 @@ class _Pending:
     msg: Message
     write: st.Write | None
     """None: nothing to store (e.g. a device membership), only forward and ack."""
-    forward_to: str
-    """``edged``, ``twin`` or ``""`` (node updates are stored only)."""
+    forward_to: _Target
 
 
 def _compact(content: Any) -> str:
@@ -214,6 +223,11 @@ class MetaManager:
             elif src == res.SOURCE_EDGED:
                 await self._flush(pending)
                 await self._from_edged(msg)
+            elif msg.parent_msg_id:
+                # A reply to a request belongs to whoever waits for it, not to the store.
+                await self._flush(pending)
+                target = self._to_twin if src == res.SOURCE_DEVICECONTROLLER else self._to_edged
+                await target(msg)
             else:
                 item = await self._cloud_item(msg)
                 if item is not None:
@@ -233,27 +247,22 @@ class MetaManager:
 
     # --- from the cloud --------------------------------------------------------------------------------
     async def _cloud_item(self, msg: Message) -> _Pending | None:
-        """Turn a cloud message into a pending write, or handle it at once (replies, bad input)."""
+        """Turn a cloud message into a pending write, or answer it at once with an error (bad input)."""
         op = msg.route.operation
-        if msg.parent_msg_id:
-            # A reply to a request: it belongs to whoever waits for it, not to the store.
-            target = self._to_twin if msg.route.source == res.SOURCE_DEVICECONTROLLER else self._to_edged
-            await target(msg)
-            return None
         if op not in (res.Op.INSERT, res.Op.UPDATE, res.Op.DELETE):
             _log.warning("cloud message ignored", op=op, resource=msg.route.resource, msg_id=msg.msg_id)
             return None
-        forward = "twin" if msg.route.source == res.SOURCE_DEVICECONTROLLER else "edged"
+        forward = _Target.TWIN if msg.route.source == res.SOURCE_DEVICECONTROLLER else _Target.EDGED
         try:
             resource = res.Resource.parse(msg.route.resource)
         except ValueError:
-            if forward == "twin":
+            if forward is _Target.TWIN:
                 # Device messages such as ``membership`` carry no storable key: forward only.
                 return _Pending(msg, None, forward)
             await self._error_to_cloud(msg, f"bad resource {msg.route.resource[:80]!r}")
             return None
         if resource.type == res.Kind.NODE and op != res.Op.DELETE:
-            forward = ""
+            forward = _Target.NOWHERE
         try:
             rv = res.resource_version_of(msg.header.resource_version, msg.content)
             write: st.Write
@@ -302,9 +311,9 @@ class MetaManager:
             await self._ack(p.msg)
 
     async def _forward(self, p: _Pending) -> None:
-        if p.forward_to == "edged":
+        if p.forward_to is _Target.EDGED:
             await self._to_edged(p.msg)
-        elif p.forward_to == "twin":
+        elif p.forward_to is _Target.TWIN:
             route = dataclasses.replace(p.msg.route, source=res.SOURCE_META)
             await self._to_twin(dataclasses.replace(p.msg, route=route))
 
