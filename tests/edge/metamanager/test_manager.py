@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
+from kubeedge.edge.metamanager import manager as mm
 from kubeedge.edge.metamanager import store as st
+from kubeedge.kit import limits
 from kubeedge.proto.message import Message
 
 from .conftest import CLOCK_MS, Running, run_manager
@@ -537,3 +540,60 @@ async def test_offline_reboot_restores_everything_edged_needs(db_path: Any) -> N
         [secret],
         [node],
     ]
+
+
+async def test_full_store_answers_errors_and_acks_nothing(db_path: Any) -> None:
+    big = "x" * 60_000
+    msgs = [
+        cloud_msg("insert", f"default/configmap/c{i}", configmap(f"c{i}", "1", big), rv="1") for i in range(8)
+    ]
+    with trio.fail_after(DEADLINE), st.MetaStore.open(db_path, max_db_bytes=200 * 1024) as small:
+        async with run_manager(small, group_commit_max=1) as r:
+            r.link.connected = True
+            for m in msgs:
+                await r.inbox.send(m)
+            replies = [await r.recv_cloud() for _ in msgs]
+        stored = set(small.keys())
+    acked = [m for m, rep in zip(msgs, replies, strict=True) if rep.route.operation == "response"]
+    refused = [rep for rep in replies if rep.route.operation == "error"]
+    assert acked
+    assert refused
+    assert all("database is full" in rep.content and str(db_path) in rep.content for rep in refused)
+    assert stored == {m.route.resource for m in acked}
+
+
+async def test_remote_requests_in_flight_are_bounded(
+    store: st.MetaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "META_MAX_REMOTE_QUERIES", 2)
+    with trio.fail_after(DEADLINE):
+        async with run_manager(store) as r:
+            await connect(r)
+            queries = [edged_msg("query", f"default/configmap/c{i}") for i in range(3)]
+            for q in queries:
+                await r.inbox.send(q)
+            first = [await r.recv_cloud(), await r.recv_cloud()]
+            await trio.testing.wait_all_tasks_blocked()
+            assert r.link.cloud.statistics().current_buffer_used == 0  # the third waits for a slot
+            await r.link.answer(
+                Message.new(
+                    source="edgecontroller",
+                    group="resource",
+                    operation="response",
+                    resource=first[0].route.resource,
+                    content={"Object": configmap("c0", "1"), "Err": None},
+                    now_ms=2,
+                    parent_msg_id=first[0].msg_id,
+                )
+            )
+            third = await r.recv_cloud()
+            while third.route.operation == "response":  # skip the ack of the answer
+                third = await r.recv_cloud()
+    assert third.route.resource == "default/configmap/c2"
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="remoteQueryTimeout"):
+        mm.MetaManagerConfig(remote_query_timeout=0)
+    with pytest.raises(ValueError, match="group commit"):
+        mm.MetaManagerConfig(group_commit_max=0)

@@ -42,6 +42,8 @@ def test_upsert_get_and_reopen(db_path: Path) -> None:
 
 def test_upstream_schema_and_pragmas(store: st.MetaStore, db_path: Path) -> None:
     store.upsert("default/configmap/c", "configmap", "{}", now_ms=NOW)
+    assert db_path.stat().st_mode & 0o777 == 0o600  # it holds secrets
+    assert Path(f"{db_path}-wal").stat().st_mode & 0o777 == 0o600
     conn = sqlite3.connect(db_path)
     try:
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}

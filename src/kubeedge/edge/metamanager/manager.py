@@ -156,7 +156,9 @@ class MetaManager:
         self._outbox_pending = True  # unknown until the first drain looks
         self._draining = False
         self._outbox_gen = 0  # bumped on every enqueue, so a drain never misses one queued while it looked
-        self._remote_limiter = trio.CapacityLimiter(limits.META_MAX_REMOTE_QUERIES)
+        # Taken by the inbox loop before a remote request is spawned, so at most this many tasks exist
+        # and a slow cloud backpressures edged instead of piling up tasks.
+        self._remote_slots = trio.Semaphore(limits.META_MAX_REMOTE_QUERIES)
         self._nursery: trio.Nursery | None = None
         self.stats: dict[str, int] = {"acked": 0, "stale": 0, "commits": 0, "outboxed": 0, "drained": 0}
         """Counters for metrics and tests."""
@@ -358,14 +360,14 @@ class MetaManager:
             return
         if op == res.Op.QUERY:
             if kind in res.REMOTE_QUERY_KINDS and resource.name and self._connected:
-                self._spawn_remote(msg, resource, fallback_to_db=True)
+                await self._spawn_remote(msg, resource, fallback_to_db=True)
             else:
                 await self._answer_from_db(msg, resource)
         elif (op == res.Op.INSERT and kind in res.REMOTE_INSERT_KINDS) or (
             op == res.Op.UPDATE and kind == res.Kind.LEASE
         ):
             if self._connected:
-                self._spawn_remote(msg, resource, fallback_to_db=False)
+                await self._spawn_remote(msg, resource, fallback_to_db=False)
             else:
                 await self._to_edged(self._reply(msg, "not connected", operation=res.Op.ERROR))
         elif op in (res.Op.UPDATE, res.Op.PATCH, res.Op.INSERT):
@@ -420,45 +422,51 @@ class MetaManager:
         await self._to_edged(self._reply(msg, values or None))
 
     # --- remote requests -------------------------------------------------------------------------------
-    def _spawn_remote(self, msg: Message, resource: res.Resource, *, fallback_to_db: bool) -> None:
+    async def _spawn_remote(self, msg: Message, resource: res.Resource, *, fallback_to_db: bool) -> None:
         assert self._nursery is not None
+        await self._remote_slots.acquire()
         self._nursery.start_soon(self._remote, msg, resource, fallback_to_db)
 
     async def _remote(self, msg: Message, resource: res.Resource, fallback_to_db: bool) -> None:
-        async with self._remote_limiter:
-            request = dataclasses.replace(
-                msg, header=dataclasses.replace(msg.header, msg_id=make_id(), sync=True, parent_msg_id="")
-            )
-            timeout = self.config.remote_query_timeout
-            try:
-                with trio.fail_after(timeout):
-                    answer = await self._send_sync(request, timeout)
-            except (*_LINK_ERRORS, trio.TooSlowError) as e:
-                _log.info("remote request failed", resource=resource.raw, error=type(e).__name__)
-                if fallback_to_db:
-                    await self._answer_from_db(msg, resource)
-                else:
-                    await self._to_edged(
-                        self._reply(msg, f"remote {msg.route.operation} failed", operation="error")
-                    )
-                return
-            decoded = res.decode_answer(answer.route.operation, answer.content)
-            if (
-                not decoded.error
-                and msg.route.operation == res.Op.QUERY
-                and resource.name
-                and decoded.object is not None
-            ):
-                await self._store_answer(resource, decoded.object)
-            # Edged gets the cloud's answer as its reply: same content, parent = the original id.
-            header = Header(
-                msg_id=answer.msg_id,
-                timestamp=answer.header.timestamp,
-                parent_msg_id=msg.msg_id,
-                resource_version=answer.header.resource_version,
-            )
-            await self._to_edged(Message(header, answer.route, answer.content))
-            await self._ack(answer)
+        try:
+            await self._remote_request(msg, resource, fallback_to_db)
+        finally:
+            self._remote_slots.release()
+
+    async def _remote_request(self, msg: Message, resource: res.Resource, fallback_to_db: bool) -> None:
+        request = dataclasses.replace(
+            msg, header=dataclasses.replace(msg.header, msg_id=make_id(), sync=True, parent_msg_id="")
+        )
+        timeout = self.config.remote_query_timeout
+        try:
+            with trio.fail_after(timeout):
+                answer = await self._send_sync(request, timeout)
+        except (*_LINK_ERRORS, trio.TooSlowError) as e:
+            _log.info("remote request failed", resource=resource.raw, error=type(e).__name__)
+            if fallback_to_db:
+                await self._answer_from_db(msg, resource)
+            else:
+                await self._to_edged(
+                    self._reply(msg, f"remote {msg.route.operation} failed", operation=res.Op.ERROR)
+                )
+            return
+        decoded = res.decode_answer(answer.route.operation, answer.content)
+        if (
+            not decoded.error
+            and msg.route.operation == res.Op.QUERY
+            and resource.name
+            and decoded.object is not None
+        ):
+            await self._store_answer(resource, decoded.object)
+        # Edged gets the cloud's answer as its reply: same content, parent = the original id.
+        header = Header(
+            msg_id=answer.msg_id,
+            timestamp=answer.header.timestamp,
+            parent_msg_id=msg.msg_id,
+            resource_version=answer.header.resource_version,
+        )
+        await self._to_edged(Message(header, answer.route, answer.content))
+        await self._ack(answer)
 
     async def _store_answer(self, resource: res.Resource, obj: Any) -> None:
         try:

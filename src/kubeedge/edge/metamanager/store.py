@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -289,6 +290,15 @@ class MetaStore:
         path = Path(path)
         _precheck_file(path, max_db_bytes)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # The store holds Secrets and service-account tokens: owner-only from the first byte
+            # (SQLite gives its -wal and -shm files the database file's mode).
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise StoreError(f"{path}: cannot create database file ({e.strerror})") from e
         engine = sa.create_engine(
             f"sqlite+pysqlite:///{path}",
             # One connection, used from trio's worker threads one at a time (serialised by our lock).
