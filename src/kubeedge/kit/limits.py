@@ -60,3 +60,35 @@ APISERVER_MAX_BODY: Final = 3 * MiB
 # --- edge services -----------------------------------------------------------------------------------
 SERVICEBUS_MAX_BODY: Final = 5 * MiB
 """Largest ServiceBus request or response body (upstream 5 MB; CVE-2022-31073 was an unbounded body)."""
+
+# --- edge MetaManager store --------------------------------------------------------------------------
+META_MAX_DB_BYTES: Final = 512 * MiB
+"""Largest edgecore.db (enforced with SQLite's max_page_count). A node holds at most maxPods (110) pods plus the
+configmaps/secrets they mount, each under etcd's 1.5 MiB object limit; 512 MiB leaves room for hundreds of large
+objects while keeping a runaway writer from filling the edge disk."""
+
+META_MAX_KEY_CHARS: Final = 256
+"""Longest meta key (upstream's ``meta.key`` is varchar(256))."""
+
+META_MAX_TYPE_CHARS: Final = 32
+"""Longest meta type (upstream's ``meta.type`` is varchar(32))."""
+
+META_MAX_VALUE_BYTES: Final = 3 * MiB
+"""Largest stored value: etcd's 3 MiB request limit bounds any object the cloud can send us."""
+
+META_MAX_QUERY_ROWS: Final = 10_000
+"""Most rows one type lookup returns; far above maxPods (110) and typical configmaps per namespace."""
+
+META_MAX_QUERY_BYTES: Final = 64 * MiB
+"""Most value bytes one type lookup returns, so a lookup cannot balloon edgecore's memory."""
+
+META_GROUP_COMMIT_MAX: Final = 256
+"""Most cloud messages written in one transaction (one fsync) before their acks go out. Bounds the ack delay
+of the first message in a group and the work lost to a failed transaction; past ~100 the fsync is amortised."""
+
+META_OUTBOX_MAX: Final = 2048
+"""Edge-to-cloud messages kept while offline. Statuses supersede per object, so a node needs about
+2 x maxPods (110) plus node status; the oldest entries are dropped beyond this."""
+
+META_MAX_REMOTE_QUERIES: Final = 64
+"""Remote queries (and remote inserts) in flight at once; more wait, which backpressures edged."""
