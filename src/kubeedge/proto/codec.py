@@ -31,7 +31,6 @@ by an iterative walk (and the C scanner's own recursion guard is turned into a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -429,8 +428,3 @@ class DeviceState:
         if self.last_online_time:
             out["LastOnlineTime"] = self.last_online_time
         return out
-
-
-def replace_content(msg: Message, content: Any) -> Message:
-    """A copy of ``msg`` carrying ``content``."""
-    return dataclasses.replace(msg, content=content)
