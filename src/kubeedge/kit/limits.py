@@ -21,6 +21,10 @@ which is above etcd's 1.5 MiB object limit plus JSON framing."""
 MAX_JSON_DEPTH: Final = 64
 """Deepest JSON nesting the codec accepts; Kubernetes objects stay far below (pods reach ~12)."""
 
+MAX_RESOURCE_CHARS: Final = 1024
+"""Longest ``route.resource`` accepted: ``node/<253>/device/<63>/<253>/twin/edge_updated`` is ~600; the rest is slack.
+Mirrored by ``proto.resource.MAX_RESOURCE_CHARS`` (proto cannot import kit; a test keeps them equal)."""
+
 CERT_HTTP_MAX_BODY: Final = 1 * MiB
 """Largest request body of the certificate service (upstream's 1 MiB)."""
 

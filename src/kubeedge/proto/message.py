@@ -100,9 +100,14 @@ class Message:
         return dataclasses.replace(self, header=dataclasses.replace(self.header, sync=sync))
 
     def reply(self, content: Any, *, now_ms: int, operation: str = "response") -> Message:
-        """Beehive's ``NewRespByMessage``: new id, parent = this id, source/group/resource copied, op ``response``."""
+        """Beehive's ``NewRespByMessage``: new id, parent = this id, source/group/resource/type copied, op ``response``."""
         return Message(
-            Header(msg_id=make_id(), timestamp=now_ms, parent_msg_id=self.header.msg_id),
+            Header(
+                msg_id=make_id(),
+                timestamp=now_ms,
+                parent_msg_id=self.header.msg_id,
+                message_type=self.header.message_type,
+            ),
             Route(
                 source=self.route.source,
                 group=self.route.group,
