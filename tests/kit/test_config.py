@@ -531,3 +531,22 @@ def test_edgecore_never_fails_with_anything_but_config_error(text: str) -> None:
 @given(st.text(max_size=200) | st.binary(max_size=200))
 def test_arbitrary_text_never_fails_with_anything_but_config_error(text: str | bytes) -> None:
     assert_sane(config.load_edgecore, outcome(config.load_edgecore, text))
+
+
+def test_line_break_characters_in_keys_survive_a_dump_and_load() -> None:
+    text = (
+        "apiVersion: edgecore.config.kubeedge.io/v1alpha2\nkind: EdgeCore\nmodules:\n  edged:\n"
+        '    tailoredKubeletConfig:\n      logging:\n        ? "\\N"\n        : null\n'
+    )
+    loaded = config.load_edgecore(text)
+    assert loaded.modules.edged.tailored_kubelet_config.extras["logging"] == {"\x85": None}
+    assert config.load_edgecore(config.dump_yaml(loaded)) == loaded
+    assert config.load_edgecore(config.dump_yaml(loaded, commented=False)) == loaded
+
+
+def test_error_paths_quote_keys_that_are_not_plain_words() -> None:
+    with pytest.raises(config.ConfigError) as info:
+        config.load_edgecore(
+            'apiVersion: edgecore.config.kubeedge.io/v1alpha2\nkind: EdgeCore\n? "\\N"\n: null\n'
+        )
+    assert str(info.value).startswith('"\\u0085": unknown key')

@@ -206,7 +206,7 @@ def dump_yaml(cfg: CloudCoreConfig | EdgeCoreConfig, *, commented: bool = True, 
     plain = to_plain(cfg)
     if only is not None:
         plain = select(plain, only)
-    return yaml.safe_dump(plain, default_flow_style=False, sort_keys=True, allow_unicode=True)
+    return yaml.safe_dump(plain, default_flow_style=False, sort_keys=True, allow_unicode=False)
 
 
 # --- loading -------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import json
 import math
 import re
 import types
@@ -55,14 +56,19 @@ class ConfigError(ValueError):
         return f"{where}: {self.problem}" if where else self.problem
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_./-]+")
+
+
 def format_path(path: Sequence[PathPart]) -> str:
     """Render a key path as ``a.b[0].c``."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
+            continue
+        # A key that is not a plain word is quoted, so control characters and dots can't blur the path.
+        text = part if _PLAIN_KEY.fullmatch(part) else json.dumps(part)
+        out += f".{text}" if out else text
     return out
 
 
@@ -461,9 +467,11 @@ def _emit(obj: Any, indent: str, lines: list[str], only: frozenset[str] | None, 
             _emit(value, indent + "  ", lines, below, f"{prefix}{key}.")
             continue
         text = yaml.safe_dump(
-            {key: _plain_value(meta, value)}, default_flow_style=False, sort_keys=True, allow_unicode=True
+            {key: _plain_value(meta, value)}, default_flow_style=False, sort_keys=True, allow_unicode=False
         )
-        lines.extend(indent + line for line in text.splitlines())
+        # ASCII output: PyYAML mangles NEL and other line-break characters written raw in quoted scalars.
+        # split on "\n" only: str.splitlines() would also split inside a scalar holding NEL or U+2028.
+        lines.extend(indent + line for line in text.rstrip("\n").split("\n"))
 
 
 def select(plain: Mapping[str, Any], paths: Sequence[str]) -> dict[str, Any]:
