@@ -46,8 +46,8 @@ DEFAULT_READ_TIMEOUT: Final = 10.0
 """Seconds a client has to finish the TLS handshake and send its whole request, and to take the answer."""
 
 LINGER_SECONDS: Final = 2.0
-"""After refusing a body (413) the rest of it is drained this long (bounded in bytes too) before closing,
-so that the client reads the 413 instead of a connection reset."""
+"""After refusing a request mid-read (400/413/431) what the client still sends is drained this long (bounded
+in bytes too) before closing, so that it reads the refusal instead of a connection reset."""
 
 LINGER_MAX_BYTES: Final = 2 * limits.CERT_HTTP_MAX_BODY
 
@@ -289,7 +289,7 @@ async def _serve_one(
             handshaken = True
             parsed = await _read_request(stream)
         except _Refused as exc:
-            response, linger = exc.response, exc.response.status == 413
+            response, linger = exc.response, True
         else:
             if parsed is None:
                 return

@@ -34,7 +34,9 @@ async def maintain_token(
     while True:
         token = issuer.tick(clock())
         if token is not None:
-            await trio.to_thread.run_sync(jointoken.write_token_file, token_file, token)
+            # A ~200-byte write once per refresh period: done inline rather than in a thread, which also keeps
+            # the task deterministic under trio's mock clock.
+            jointoken.write_token_file(token_file, token)
             _log.info("join token renewed", file=str(token_file), next_refresh=issuer.next_refresh)
         if not started:
             task_status.started()
