@@ -336,6 +336,9 @@ async def _handle_connection(
             limiter.release()
     except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
         _log.debug("connection dropped", peer=_peer(stream), error=repr(exc))
+    except Exception:
+        # One connection's surprise must never take the listener (and every other client) down with it.
+        _log.exception("connection handler failed", peer=_peer(stream))
     finally:
         await trio.aclose_forcefully(stream)
 
