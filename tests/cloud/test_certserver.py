@@ -18,6 +18,8 @@ import trio.testing
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubeedge.cloud.cloudhub import certserver
 from kubeedge.cloud.cloudhub import token as cloud_token
@@ -383,3 +385,30 @@ async def test_maintain_token_writes_and_renews(
 @pytest.fixture
 def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "X"]),
+    target=st.sampled_from(["/ca.crt", "/edge.crt", "/node/a", "/", "/edge.crt?x=1"]) | st.text(max_size=40),
+    headers=st.dictionaries(
+        st.sampled_from(["nodename", "authorization", "extkeyusages", "x"]), st.text(max_size=60), max_size=4
+    ),
+    body=st.binary(max_size=300),
+)
+def test_core_answers_any_request_with_a_known_status(
+    method: str, target: str, headers: dict[str, str], body: bytes
+) -> None:
+    resp = _FUZZ_SERVICE.handle(certserver.CertRequest(method, target, headers, body), now=pki.utcnow())
+    assert resp.status in {200, 400, 401, 404, 405}
+    # Without a valid token or certificate the only success is the public CA.
+    if resp.status == 200:
+        assert (method, target.split("?")[0]) == ("GET", "/ca.crt")
+        assert resp.body == _FUZZ_CA.cert_der
+    else:
+        assert resp.body.endswith(b"\n")
+        assert resp.content_type.startswith("text/plain")
+
+
+_FUZZ_CA = pki.new_ca(now=pki.utcnow())
+_FUZZ_SERVICE = certserver.CertService(_FUZZ_CA)

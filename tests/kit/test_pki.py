@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import jwt
@@ -387,3 +388,25 @@ async def test_hub_context_requires_a_client_cert_from_the_ca(tmp_path: Path) ->
     stranger = make_cloud_pki(tmp_path / "stranger")
     stranger_hub = tls.cloud_hub_context(stranger.ca_cert, stranger.server_cert, stranger.server_key)
     assert await _handshake(stranger_hub, client) == "refused"
+
+
+def test_a_creator_that_finds_a_published_key_waits_for_and_loads_the_winners_ca(tmp_path: Path) -> None:
+    # Simulates a concurrent creator on a filesystem without flock: its key is published, its cert lags.
+    winner = pki.new_ca(now=NOW)
+    cert_path, key_path = tmp_path / "rootCA.crt", tmp_path / "rootCA.key"
+    assert pki.write_new(key_path, pki.key_to_pem(winner.key), mode=pki.KEY_FILE_MODE)
+    assert not pki.write_new(key_path, b"loser", mode=pki.KEY_FILE_MODE)
+
+    def publish_cert_late() -> None:
+        time.sleep(0.2)  # the slow winner, not a wait for a condition
+        pki.write_replace(cert_path, pki.cert_to_pem(winner.cert), mode=pki.CERT_FILE_MODE)
+
+    writer = threading.Thread(target=publish_cert_late)
+    writer.start()
+    try:
+        loaded = pki.load_or_create_ca(cert_path, key_path, wait_for_peer=10)
+    finally:
+        writer.join(timeout=10)
+    assert loaded.hash == winner.hash
+    assert loaded.key_der == winner.key_der
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".pki.lock", "rootCA.crt", "rootCA.key"]
