@@ -26,6 +26,8 @@ class Kill:
     grace: float
     reason: str
     sandbox: bool = False
+    remove: bool = False
+    """Remove instead of stop: the container was created but never ran (stopping it would be a no-op)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +170,13 @@ def plan_pod(
         if sandbox is not None and _all_done(pod, apps):
             return PodPlan()  # finished pod: nothing will run again, keep it as it ended
         kills = tuple(
-            Kill(r.id, grace, "pod sandbox changed", sandbox=r.kind is ContainerKind.SANDBOX)
+            Kill(
+                r.id,
+                grace,
+                "pod sandbox changed",
+                sandbox=r.kind is ContainerKind.SANDBOX,
+                remove=r.state is ContainerState.CREATED,
+            )
             for r in records
             if r.running or r.state is ContainerState.CREATED
         )
@@ -197,7 +205,7 @@ def plan_pod(
         if pod.restart_policy is RestartPolicy.NEVER and last.state is ContainerState.EXITED:
             return PodPlan(failed=True)
         kills = (
-            (Kill(last.id, 0.0, "init container never started"),)
+            (Kill(last.id, 0.0, "init container never started", remove=True),)
             if last.state is ContainerState.CREATED
             else ()
         )
@@ -218,7 +226,7 @@ def plan_pod(
             elif last.id in unhealthy:
                 kill_list.append(Kill(last.id, grace, "probe failed"))
         elif last.state is ContainerState.CREATED:
-            kill_list.append(Kill(last.id, 0.0, "container never started"))
+            kill_list.append(Kill(last.id, 0.0, "container never started", remove=True))
             start_list.append(Start(container, ContainerKind.APP, last.attempt + 1, True))
         elif last.state is ContainerState.EXITED:
             changed = bool(last.spec_hash) and last.spec_hash != container.spec_hash

@@ -337,7 +337,7 @@ class PodManager:
         state.failed = state.failed or plan.failed
         waiting = dict(plan.waiting)
         acted = bool(plan.kills)
-        await self._kill_all(plan.kills)
+        kills_failed = not await self._kill_all(plan.kills)
         if volume_error:
             for start in plan.starts:
                 waiting[start.container.name] = ("CreateContainerConfigError", volume_error)
@@ -365,7 +365,8 @@ class PodManager:
                         waiting[start.container.name] = outcome
         if acted:
             records = await self._fresh_records(uid)
-            state.wake.set()  # plan again on the fresh listing
+            if not kills_failed:
+                state.wake.set()  # plan again on the fresh listing
         self._reconcile_probes(pod, state, records)
         inp = podstatus.StatusInput(
             host_ip=self.config.node_ip,
@@ -377,7 +378,7 @@ class PodManager:
             previous=state.last_status,
         )
         self._emit_status(state, raw, podstatus.compute_status(pod, records, inp))
-        retry = plan.retry_in
+        retry = 1.0 if kills_failed else plan.retry_in
         for name, failure in state.start_failures.items():
             left = self._start_backoff.remaining((uid, name), failure.failed_at, now)
             if left > 0:
@@ -481,13 +482,19 @@ class PodManager:
         _log.info("container started", pod=pod.key, container=container.name, attempt=start.attempt)
         return None
 
-    async def _kill_all(self, kills: Iterable[decide.Kill]) -> None:
+    async def _kill_all(self, kills: Iterable[decide.Kill]) -> bool:
+        """Stop (or remove) containers, apps before sandboxes; False when any of them failed."""
         kills = list(kills)
+        failed = []
 
         async def stop(kill: decide.Kill) -> None:
             try:
-                await self.runtime.stop_container(kill.container_id, kill.grace)
+                if kill.remove:
+                    await self.runtime.remove_container(kill.container_id)
+                else:
+                    await self.runtime.stop_container(kill.container_id, kill.grace)
             except RuntimeFailure as exc:
+                failed.append(kill)
                 _log.warning("stop failed", container=kill.container_id[:12], error=str(exc))
 
         for group in ([k for k in kills if not k.sandbox], [k for k in kills if k.sandbox]):
@@ -495,6 +502,7 @@ class PodManager:
                 for kill in group:
                     _log.info("stopping container", container=kill.container_id[:12], reason=kill.reason)
                     nursery.start_soon(stop, kill)
+        return not failed
 
     async def _teardown(self, state: _PodState, records: list[ContainerRecord]) -> None:
         """Stop and remove every container of a pod that is no longer desired, then its directory."""
