@@ -146,4 +146,4 @@ async def edged(
     edged_config: EdgedConfig,
     created_uids: set[str],
 ) -> AsyncIterator[Edged]:
-    yield await start_edged(nursery, docker_client, edged_config, Objects(), created_uids)
+    return await start_edged(nursery, docker_client, edged_config, Objects(), created_uids)

@@ -75,7 +75,9 @@ async def test_pod_with_configmap_secret_and_probes_becomes_ready_and_follows_co
     assert status["phase"] == "Running"
     assert status["podIP"]
     entry = status["containerStatuses"][0]
-    assert entry["ready"] and entry["started"] and entry["restartCount"] == 0
+    assert entry["ready"]
+    assert entry["started"]
+    assert entry["restartCount"] == 0
     assert entry["containerID"].startswith("docker://")
     assert entry["imageID"].startswith("docker://sha256:")
     assert (
@@ -157,7 +159,8 @@ async def test_bad_image_reports_pull_error_while_other_pod_runs(edged: Edged, b
     await edged.wait(good, ready)
     status = await edged.wait(bad, lambda s: waiting_reason(s, "app") in ("ErrImagePull", "ImagePullBackOff"))
     message = status["containerStatuses"][0]["state"]["waiting"]["message"]
-    assert "127.0.0.1:1" in message and "connection refused" in message
+    assert "127.0.0.1:1" in message
+    assert "connection refused" in message
     assert status["phase"] == "Pending"
     await edged.wait(bad, lambda s: waiting_reason(s, "app") == "ImagePullBackOff")
     assert ready(edged.manager.status(good) or {})
