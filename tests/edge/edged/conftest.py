@@ -7,7 +7,7 @@ removed, so a failing test leaves nothing behind and nothing else on the host is
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,5 +145,5 @@ async def edged(
     busybox_image: str,
     edged_config: EdgedConfig,
     created_uids: set[str],
-) -> AsyncIterator[Edged]:
+) -> Edged:
     return await start_edged(nursery, docker_client, edged_config, Objects(), created_uids)

@@ -82,8 +82,6 @@ class ProbeTracker:
             self.failures += 1
             self.successes = 0
             new = ProbeResult.FAILURE if self.failures >= self.probe.failure_threshold else self.result
-        if self.type is ProbeType.READINESS and not ok and self.result is ProbeResult.UNKNOWN:
-            new = ProbeResult.FAILURE
         changed = new is not self.result
         self.result = new
         return changed
