@@ -194,7 +194,7 @@ async def test_bad_specs_get_clear_reasons_and_harm_no_other_pod(edged: Edged, b
 async def test_static_pod_runs_without_cloud(
     edged: Edged, busybox_image: str, created_uids: set[str]
 ) -> None:
-    manifest = make_pod("static-web", [busybox("app", busybox_image, "sleep 3600")])
+    manifest = make_pod("static-web", [busybox("app", busybox_image, "sleep 3600")], hostNetwork=True)
     del manifest["metadata"]["uid"]
     assert edged.config.static_pod_path is not None
     (edged.config.static_pod_path / "web.json").write_text(json.dumps(manifest))
@@ -206,6 +206,9 @@ async def test_static_pod_runs_without_cloud(
     assert found[0].static
     status = await edged.wait(uid, ready)
     assert status["phase"] == "Running"
+    assert status["podIP"] == edged.config.node_ip  # hostNetwork: the node's address
+    [sandbox] = [c for c in edged.containers(uid) if c.labels[rt.LABEL_CONTAINER_KIND] == "sandbox"]
+    assert sandbox.attrs["HostConfig"]["NetworkMode"] == "host"
     (edged.config.static_pod_path / "web.json").unlink()
     with trio.fail_after(15):
         while edged.containers(uid):

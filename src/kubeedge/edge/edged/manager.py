@@ -278,6 +278,8 @@ class PodManager:
             scope.cancel()
         self._pods.pop(state.uid, None)
         self._statuses.pop(state.uid, None)
+        if self._desired(state.uid) is not None:
+            self._start_worker(state.uid)  # re-added while it was being torn down
 
     async def _sync(self, state: _PodState) -> float | None:
         """One sync; returns seconds until a retry is due (None: wait for a wake-up)."""
