@@ -82,8 +82,35 @@ class Edged:
                 await trio.sleep(0.05)
         raise AssertionError(f"pod {uid} did not reach the wanted status in {timeout}s; last: {status}")
 
-    def containers(self, uid: str) -> list[Any]:
-        return list(self.docker.containers.list(all=True, filters={"label": f"{rt.LABEL_POD_UID}={uid}"}))
+    def containers(self, uid: str) -> list[Seen]:
+        """The pod's containers from one ``docker ps -a`` (no per-container inspect, so no race with removal)."""
+        listed = self.docker.api.containers(all=True, filters={"label": f"{rt.LABEL_POD_UID}={uid}"})
+        return [
+            Seen(self.docker, str(c["Id"]), dict(c.get("Labels") or {}), str(c.get("State", "")))
+            for c in listed
+        ]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A container as ``docker ps`` listed it."""
+
+    docker: Any
+    id: str
+    labels: dict[str, str]
+    status: str
+
+    def inspect(self) -> dict[str, Any]:
+        return dict(self.docker.api.inspect_container(self.id))
+
+    def kill(self) -> None:
+        self.docker.api.kill(self.id)
+
+    def stop(self, timeout: int) -> None:
+        self.docker.api.stop(self.id, timeout=timeout)
+
+    def exec_run(self, command: list[str]) -> Any:
+        return self.docker.containers.get(self.id).exec_run(command)
 
 
 def ready(status: Mapping[str, Any]) -> bool:

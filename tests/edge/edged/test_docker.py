@@ -88,8 +88,8 @@ async def test_pod_with_configmap_secret_and_probes_becomes_ready_and_follows_co
     assert _exec(edged, uid, "web", "stat", "-L", "-c", "%a", "/www/index.html").strip() == "600"
     assert "other" not in _exec(edged, uid, "web", "ls", "/www")
     [app] = [c for c in edged.containers(uid) if c.labels[rt.LABEL_CONTAINER_KIND] == "app"]
-    assert app.attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
-    assert app.attrs["HostConfig"]["NanoCpus"] == 250_000_000
+    assert app.inspect()["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    assert app.inspect()["HostConfig"]["NanoCpus"] == 250_000_000
     assert app.labels[rt.LABEL_MANAGED] == "true"
 
     # A configmap update reaches the running container's file through the ..data swap.
@@ -208,7 +208,7 @@ async def test_static_pod_runs_without_cloud(
     assert status["phase"] == "Running"
     assert status["podIP"] == edged.config.node_ip  # hostNetwork: the node's address
     [sandbox] = [c for c in edged.containers(uid) if c.labels[rt.LABEL_CONTAINER_KIND] == "sandbox"]
-    assert sandbox.attrs["HostConfig"]["NetworkMode"] == "host"
+    assert sandbox.inspect()["HostConfig"]["NetworkMode"] == "host"
     (edged.config.static_pod_path / "web.json").unlink()
     with trio.fail_after(15):
         while edged.containers(uid):
