@@ -6,6 +6,7 @@ Probe periods are 1 s and grace periods 0 so the whole file stays quick.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -229,7 +230,8 @@ async def test_restarted_manager_adopts_containers_and_stopped_pods_come_back(
         ids = sorted(c.id for c in first.containers(uid))
         nursery.cancel_scope.cancel()
     async with trio.open_nursery() as nursery:
-        second = await start_edged(nursery, docker_client, edged_config, objects, created_uids)
+        keep_no_dead = dataclasses.replace(edged_config, max_per_pod_container_count=0)
+        second = await start_edged(nursery, docker_client, keep_no_dead, objects, created_uids)
         second.manager.set_pods([pod])
         adopted = await second.wait(uid, ready)
         assert adopted["containerStatuses"][0]["containerID"] == status["containerStatuses"][0]["containerID"]
@@ -251,6 +253,12 @@ async def test_restarted_manager_adopts_containers_and_stopped_pods_come_back(
         assert back["containerStatuses"][0]["restartCount"] == 1
         sandboxes = [c for c in second.containers(uid) if c.labels[rt.LABEL_CONTAINER_KIND] == "sandbox"]
         assert len([c for c in sandboxes if c.status == "running"]) == 1
+
+        # Garbage collection removes the dead sandbox and app container, nothing else.
+        assert len(second.containers(uid)) == 4
+        removed = await second.manager.collect_garbage()
+        assert sorted(removed) == ids
+        assert sorted(c.status for c in second.containers(uid)) == ["running", "running"]
         nursery.cancel_scope.cancel()
 
 
@@ -263,3 +271,18 @@ async def test_orphans_of_unknown_pods_are_removed_after_the_pod_list_is_known(
     with trio.fail_after(15):
         while edged.containers(uid):
             await trio.sleep(0.05)
+
+
+async def test_pods_beyond_max_pods_are_rejected(
+    nursery: trio.Nursery, docker_client: Any, busybox_image: str, edged_config: Any, created_uids: set[str]
+) -> None:
+    edged = await start_edged(
+        nursery, docker_client, dataclasses.replace(edged_config, max_pods=1), Objects(), created_uids
+    )
+    first = edged.add(make_pod("first", [busybox("app", busybox_image)]))
+    await edged.wait(first, ready)
+    second = edged.add(make_pod("second", [busybox("app", busybox_image)]))
+    status = await edged.wait(second, lambda s: s.get("reason") == "OutOfpods")
+    assert status["phase"] == "Failed"
+    assert "capacity: 1" in status["message"]
+    assert edged.containers(second) == []

@@ -27,10 +27,9 @@ def test_dead_containers_beyond_the_per_container_maximum() -> None:
     ]
     chosen = gc.dead_containers(records, {"u"}, max_per_pod_container=1, min_age=0, now=NOW)
     assert sorted(chosen) == ["a-0", "a-1", "s0"]
-    assert sorted(gc.dead_containers(records, {"u"}, max_per_pod_container=2, min_age=0, now=NOW)) == [
-        "a-0",
-        "s0",
-    ]
+    assert gc.dead_containers(records, {"u"}, max_per_pod_container=2, min_age=0, now=NOW) == ["a-0"]
+    # 0 keeps no dead copies, except a container's newest record when that one is dead (b).
+    assert sorted(gc.dead_containers(records, {"u"}, 0, 0, NOW)) == ["a-0", "a-1", "a-2", "s0", "s1"]
     assert gc.dead_containers(records, set(), 1, 0, NOW) == []  # unknown pods are the orphan path's job
 
 

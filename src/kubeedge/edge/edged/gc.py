@@ -23,18 +23,20 @@ def dead_containers(
 ) -> list[str]:
     """Ids of exited containers of known pods beyond the newest ``max_per_pod_container`` per container name.
 
-    Sandboxes: every dead one except the newest per pod (it holds the pod's last network identity).
+    Sandboxes count as one container name per pod. The newest record of a container is never chosen
+    while it is dead: it carries the restart count and the last exit the status reports.
     """
     groups: dict[tuple[str, ContainerKind, str], list[ContainerRecord]] = {}
     for record in records:
-        if record.pod_uid in known_pods and record.state is ContainerState.EXITED:
+        if record.pod_uid in known_pods:
             groups.setdefault((record.pod_uid, record.kind, record.container_name), []).append(record)
     chosen = []
-    for (_, kind, _), dead in groups.items():
-        dead.sort(key=lambda r: (r.attempt, r.created_at), reverse=True)
-        keep = 1 if kind is ContainerKind.SANDBOX else max(max_per_pod_container, 0)
-        # The newest app/init record carries the restart count and last exit: always keep it.
-        keep = max(keep, 1)
+    for group in groups.values():
+        group.sort(key=lambda r: (r.attempt, r.created_at), reverse=True)
+        dead = [r for r in group if r.state is ContainerState.EXITED]
+        keep = max(max_per_pod_container, 0)
+        if group[0].state is ContainerState.EXITED:
+            keep = max(keep, 1)
         for record in dead[keep:]:
             if now - (record.finished_at or record.created_at) >= min_age:
                 chosen.append(record.id)

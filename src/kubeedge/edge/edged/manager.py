@@ -117,6 +117,7 @@ class PodManager:
         """Last runtime failure seen by the relist ("" while the runtime answers)."""
         self._statuses: dict[str, Mapping[str, Any]] = {}
         self._names: dict[str, tuple[str, str, bool]] = {}
+        self._admitted: set[str] = set()
 
     # ----------------------------------------------------------------------------------- desired state
     def set_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
@@ -297,6 +298,17 @@ class PodManager:
                 state, raw, podstatus.without_pod(("InvalidPodSpec", str(exc)), now, self.config.node_ip, raw)
             )
             return None
+        if uid not in self._admitted:
+            if len(self._admitted) >= self.config.max_pods and not records:
+                message = (
+                    f"Node didn't have enough resource: pods, requested: 1, used: {len(self._admitted)}, "
+                    f"capacity: {self.config.max_pods}"
+                )
+                status = dict(podstatus.without_pod(("OutOfpods", message), now, self.config.node_ip, raw))
+                status["phase"] = "Failed"
+                self._emit_status(state, raw, status)
+                return None
+            self._admitted.add(uid)
         if pod.deletion_requested:
             # Graceful delete from the cloud: stop the containers now, forget the pod once it is removed.
             await self._kill_all(decide.plan_teardown(records, pod.grace_seconds).kills)
@@ -524,6 +536,7 @@ class PodManager:
         pod_dir = self.config.pod_dir(state.uid)
         await trio.to_thread.run_sync(shutil.rmtree, pod_dir, True)
         state.done = True
+        self._admitted.discard(state.uid)
         namespace, name, is_static = self._names.pop(state.uid, ("", "", False))
         self._publish(PodStatusReport(state.uid, namespace, name, None, is_static))
 
