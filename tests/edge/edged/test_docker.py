@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from kubeedge.edge.edged import runtime as rt
+from tests.conftest import free_port
 from tests.edge.edged.conftest import Edged, Objects, busybox, make_pod, ready, start_edged, waiting_reason
 
 pytestmark = pytest.mark.docker
@@ -33,6 +34,7 @@ def _exec(edged: Edged, uid: str, container: str, *command: str) -> str:
 async def test_pod_with_configmap_secret_and_probes_becomes_ready_and_follows_configmap_changes(
     edged: Edged, busybox_image: str
 ) -> None:
+    host_port = free_port()
     edged.objects.items[("configmap", "default", "web-content")] = {
         "data": {"index.html": "v1", "other": "x"}
     }
@@ -57,6 +59,7 @@ async def test_pod_with_configmap_secret_and_probes_becomes_ready_and_follows_co
             "failureThreshold": 1,
         },
         resources={"limits": {"memory": "64Mi", "cpu": "250m"}},
+        ports=[{"containerPort": 8080, "hostPort": host_port, "hostIP": "127.0.0.1", "name": "http"}],
     )
     pod = make_pod(
         "web",
@@ -92,6 +95,16 @@ async def test_pod_with_configmap_secret_and_probes_becomes_ready_and_follows_co
     assert app.inspect()["HostConfig"]["Memory"] == 64 * 1024 * 1024
     assert app.inspect()["HostConfig"]["NanoCpus"] == 250_000_000
     assert app.labels[rt.LABEL_MANAGED] == "true"
+    # hostPort is published on the sandbox, bound to the requested loopback address.
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", host_port)
+        async with stream:
+            await stream.send_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+            reply = b""
+            while chunk := await stream.receive_some(4096):
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.")
+    assert reply.endswith(b"v1")
 
     # A configmap update reaches the running container's file through the ..data swap.
     edged.objects.items[("configmap", "default", "web-content")] = {"data": {"index.html": "v2"}}

@@ -241,8 +241,11 @@ class DockerRuntime:
 
     async def create_sandbox(self, spec: SandboxSpec) -> ContainerRecord:
         """Create and start the pause container of a pod."""
-        ports = [(port, proto.lower()) for port, proto, _ in spec.port_bindings]
-        bindings = {f"{port}/{proto.lower()}": host for port, proto, host in spec.port_bindings}
+        ports = [(port, proto.lower()) for port, proto, _, _ in spec.port_bindings]
+        bindings = {
+            f"{port}/{proto.lower()}": (host_ip, host) if host_ip else host
+            for port, proto, host, host_ip in spec.port_bindings
+        }
         host_config = self._api.create_host_config(
             network_mode="host" if spec.host_network else "bridge",
             port_bindings=bindings or None,

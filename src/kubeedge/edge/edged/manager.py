@@ -363,8 +363,14 @@ class PodManager:
                     sandbox_id, pod_ip = created.id, created.ip
                     acted = True
                 except RuntimeFailure as exc:
+                    _log.warning("pod sandbox failed", pod=pod.key, error=str(exc))
                     for start in plan.starts:
-                        waiting[start.container.name] = ("CreatePodSandboxError", str(exc))
+                        name = start.container.name
+                        waiting[name] = ("CreatePodSandboxError", str(exc))
+                        state.start_failures[name] = decide.StartFailure(
+                            "CreatePodSandboxError", str(exc), now
+                        )
+                        self._start_backoff.next((uid, name), now)
                     sandbox_id = ""
             if sandbox_id:
                 ctx = envvars.PodContext(
@@ -416,7 +422,7 @@ class PodManager:
             await self.runtime.prepare_sandbox_image(self.config.pod_sandbox_image)
             self._sandbox_image_ready = True
         bindings = tuple(
-            (port.container_port, port.protocol, port.host_port)
+            (port.container_port, port.protocol, port.host_port, port.host_ip)
             for container in pod.containers
             for port in container.ports
             if port.host_port and not pod.host_network

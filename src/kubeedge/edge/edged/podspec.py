@@ -78,6 +78,7 @@ class Port:
     protocol: str = "TCP"
     host_port: int = 0
     name: str = ""
+    host_ip: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +297,12 @@ def parse_container(raw: Any, where: str, volume_names: set[str]) -> Container:
         protocol = _str(port, "protocol", pw, "TCP")
         if protocol not in ("TCP", "UDP", "SCTP"):
             raise PodSpecError(f"{pw}.protocol: {protocol!r} is not TCP, UDP or SCTP")
-        ports.append(Port(number, protocol, _int(port, "hostPort", pw, 0), _str(port, "name", pw, "")))
+        host_port = _int(port, "hostPort", pw, 0)
+        if host_port > 65535:
+            raise PodSpecError(f"{pw}.hostPort: {host_port} is not a port number")
+        ports.append(
+            Port(number, protocol, host_port, _str(port, "name", pw, ""), _str(port, "hostIP", pw, ""))
+        )
     mounts = []
     for i, mount in enumerate(raw.get("volumeMounts") or []):
         mw = f"{where}.volumeMounts[{i}]"

@@ -118,8 +118,8 @@ class SandboxSpec:
     image: str
     hostname: str
     host_network: bool
-    port_bindings: tuple[tuple[int, str, int], ...] = ()
-    """``(containerPort, protocol, hostPort)`` published on the sandbox."""
+    port_bindings: tuple[tuple[int, str, int, str], ...] = ()
+    """``(containerPort, protocol, hostPort, hostIP)`` published on the sandbox (hostIP "" = all addresses)."""
     grace_seconds: int = 30
 
 
