@@ -385,7 +385,9 @@ class PodManager:
                         waiting[start.container.name] = outcome
         if acted:
             records = await self._fresh_records(uid)
-            if not kills_failed:
+            if self.runtime_error:
+                kills_failed = True  # listing failed: never plan twice on the same stale records
+            elif not kills_failed:
                 state.wake.set()  # plan again on the fresh listing
         self._reconcile_probes(pod, state, records)
         inp = podstatus.StatusInput(
