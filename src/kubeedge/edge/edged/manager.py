@@ -351,7 +351,7 @@ class PodManager:
         state.failed = state.failed or plan.failed
         waiting = dict(plan.waiting)
         acted = bool(plan.kills)
-        kills_failed = not await self._kill_all(plan.kills)
+        retry_soon = not await self._kill_all(plan.kills)
         if volume_error:
             for start in plan.starts:
                 waiting[start.container.name] = ("CreateContainerConfigError", volume_error)
@@ -386,8 +386,8 @@ class PodManager:
         if acted:
             records = await self._fresh_records(uid)
             if self.runtime_error:
-                kills_failed = True  # listing failed: never plan twice on the same stale records
-            elif not kills_failed:
+                retry_soon = True  # listing failed: never plan twice on the same stale records
+            elif not retry_soon:
                 state.wake.set()  # plan again on the fresh listing
         self._reconcile_probes(pod, state, records)
         inp = podstatus.StatusInput(
@@ -400,7 +400,7 @@ class PodManager:
             previous=state.last_status,
         )
         self._emit_status(state, raw, podstatus.compute_status(pod, records, inp))
-        retry = 1.0 if kills_failed else plan.retry_in
+        retry = 1.0 if retry_soon else plan.retry_in
         for name, failure in state.start_failures.items():
             left = self._start_backoff.remaining((uid, name), failure.failed_at, now)
             if left > 0:
