@@ -191,15 +191,37 @@ def plan_pod(
                 )
         return held.plan(kills, starts, apps, inits, new_sandbox=_next_attempt(sandboxes))
 
+    # Leftovers of a race (a crash between create and relist): containers alive outside the current
+    # sandbox and sandboxes created but never started go first; the next sync plans on a clean slate.
+    stale = [
+        r
+        for r in records
+        if (r.running or r.state is ContainerState.CREATED)
+        and (r is not sandbox if r.kind is ContainerKind.SANDBOX else r.sandbox_id != sandbox.id)
+    ]
+    if stale:
+        return PodPlan(
+            kills=tuple(
+                Kill(
+                    r.id,
+                    grace,
+                    "not in the pod's sandbox",
+                    sandbox=r.kind is ContainerKind.SANDBOX,
+                    remove=r.state is ContainerState.CREATED,
+                )
+                for r in stale
+            )
+        )
+
     # Init containers: in order, one at a time, only those of the current sandbox count.
     for container in pod.init_containers:
         mine = [r for r in inits.get(container.name, ()) if r.sandbox_id == sandbox.id]
+        if any(r.running for r in mine):
+            return PodPlan()  # wait for it to finish
         last = latest(mine)
         if last is None:
             start = [Start(container, ContainerKind.INIT, _next_attempt(inits.get(container.name)), False)]
             return held.plan((), start, apps, inits)
-        if last.running:
-            return PodPlan()
         if last.state is ContainerState.EXITED and last.exit_code == 0:
             continue
         if pod.restart_policy is RestartPolicy.NEVER and last.state is ContainerState.EXITED:
@@ -209,7 +231,7 @@ def plan_pod(
             if last.state is ContainerState.CREATED
             else ()
         )
-        start = [Start(container, ContainerKind.INIT, last.attempt + 1, True)]
+        start = [Start(container, ContainerKind.INIT, _next_attempt(inits.get(container.name)), True)]
         return held.plan(kills, start, apps, inits)
 
     kill_list: list[Kill] = []
@@ -217,6 +239,10 @@ def plan_pod(
     for container in pod.containers:
         history = apps.get(container.name, [])
         last = latest(history)
+        # Copies left over from a race (e.g. a crash between create and relist): only the newest may run.
+        kill_list += [
+            Kill(r.id, grace, "duplicate container") for r in history if r.running and r is not last
+        ]
         if last is None:
             start_list.append(Start(container, ContainerKind.APP, 0, False))
         elif last.running:
