@@ -35,6 +35,8 @@ from kubeedge.kit import limits, log
 
 _log = log.get(__name__)
 T = TypeVar("T")
+STOP_SETTLE_SECONDS: Final = 5.0
+"""How long to wait for a SIGKILLed container to be reported exited (Docker reaps it in milliseconds)."""
 _STATES: Final = {
     "created": ContainerState.CREATED,
     "running": ContainerState.RUNNING,
@@ -301,12 +303,36 @@ class DockerRuntime:
         return container_id
 
     async def stop_container(self, container_id: str, grace_seconds: float) -> None:
-        """``docker stop -t grace``; a vanished container is fine."""
+        """What ``docker stop -t grace`` does, without holding a worker thread for the grace period.
+
+        Sends the image's stop signal (SIGTERM by default), polls until the container exits, and sends
+        SIGKILL when ``grace_seconds`` pass; a vanished container is fine.
+        """
         try:
-            await self._call(self._api.stop, container_id, timeout=max(0, int(grace_seconds)))
+            data = await self._call(self._api.inspect_container, container_id)
+            if not (data.get("State") or {}).get("Running"):
+                return
+            signal = str((data.get("Config") or {}).get("StopSignal") or "SIGTERM")
+            if grace_seconds > 0:
+                await self._call(self._api.kill, container_id, signal=signal)
+                if await self._exited_within(container_id, grace_seconds):
+                    return
+            await self._call(self._api.kill, container_id, signal="SIGKILL")
+            await self._exited_within(container_id, STOP_SETTLE_SECONDS)
         except RuntimeFailure as exc:
-            if "No such container" not in str(exc):
+            if "No such container" not in str(exc) and "is not running" not in str(exc):
                 raise
+
+    async def _exited_within(self, container_id: str, seconds: float) -> bool:
+        deadline = trio.current_time() + seconds
+        pause = 0.05
+        while trio.current_time() < deadline:
+            await trio.sleep(min(pause, max(0.0, deadline - trio.current_time())))
+            pause = min(pause * 2, 1.0)
+            data = await self._call(self._api.inspect_container, container_id)
+            if not (data.get("State") or {}).get("Running"):
+                return True
+        return False
 
     async def remove_container(self, container_id: str) -> None:
         """``docker rm -f -v``; a vanished container or a removal in progress is fine."""
