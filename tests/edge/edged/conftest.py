@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ import pytest
 import trio
 
 from kubeedge.edge.edged import runtime as rt
+from kubeedge.edge.edged import service
 from kubeedge.edge.edged.config import EdgedConfig
-from kubeedge.edge.edged.dockerruntime import DockerRuntime
 from kubeedge.edge.edged.manager import PodManager, PodStatusReport
 
 
@@ -154,14 +155,15 @@ async def start_edged(
 ) -> Edged:
     reports: list[PodStatusReport] = []
     send, receive = trio.open_memory_channel[PodStatusReport](0)
-    manager = PodManager(DockerRuntime(docker_client), config, objects.lookup, send)
 
     async def collect() -> None:
         async for report in receive:
             reports.append(report)
 
     nursery.start_soon(collect)
-    await nursery.start(manager.run)
+    manager: PodManager = await nursery.start(
+        partial(service.serve_docker, config, objects.lookup, send, docker_client=docker_client)
+    )
     return Edged(manager, objects, reports, config, docker_client, uids)
 
 
