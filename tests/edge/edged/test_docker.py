@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ async def test_pod_with_configmap_secret_and_probes_becomes_ready_and_follows_co
         workingDir="/tmp",
         volumeMounts=[{"name": "content", "mountPath": "/www"}],
         readinessProbe={"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
+        startupProbe={"exec": {"command": ["test", "-f", "/tmp/healthy"]}, "periodSeconds": 1},
         livenessProbe={
             "exec": {"command": ["test", "-f", "/tmp/healthy"]},
             "periodSeconds": 1,
@@ -130,6 +132,9 @@ async def test_killed_container_is_restarted_and_counted(edged: Edged, busybox_i
     assert entry["containerID"] != first
     assert entry["lastState"]["terminated"]["exitCode"] == 137
     assert entry["lastState"]["terminated"]["containerID"] == first
+    mine = [r.status for r in edged.reports if r.uid == uid]
+    assert len(mine) >= 2
+    assert all(a != b for a, b in itertools.pairwise(mine))  # emitted only when changed
 
 
 async def test_delete_removes_every_container_and_the_pod_dir(edged: Edged, busybox_image: str) -> None:
@@ -280,6 +285,9 @@ async def test_orphans_of_unknown_pods_are_removed_after_the_pod_list_is_known(
 ) -> None:
     uid = edged.add(make_pod("orphan", [busybox("app", busybox_image)]))
     await edged.wait(uid, ready)
+    node = await edged.manager.node_status()
+    assert node["nodeInfo"]["containerRuntimeVersion"].startswith("docker://")
+    assert {c["type"]: c["status"] for c in node["conditions"]}["Ready"] == "True"
     edged.manager.set_pods([])  # the cloud no longer lists it
     with trio.fail_after(15):
         while edged.containers(uid):

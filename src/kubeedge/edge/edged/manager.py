@@ -291,6 +291,10 @@ class PodManager:
             await self._teardown(state, records)
             return None
         now = self._clock()
+        made = [r.created_at for r in records if r.created_at]
+        if made:
+            # An adopted pod started when its oldest container was made, not when this process met it.
+            state.start_time = min(state.start_time, *made)
         try:
             pod = parse_pod(raw)
         except PodSpecError as exc:
