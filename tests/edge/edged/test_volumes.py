@@ -77,6 +77,19 @@ def test_secret_is_decoded_and_missing_objects_are_errors_unless_optional() -> N
     missing = pod([{"name": "v", "secret": {"secretName": "nope"}}])
     with pytest.raises(ConfigError, match='secret "nope" not found'):
         volumes.volume_payload(missing, "v", OBJECTS, CTX)
+    items = pod(
+        [
+            {
+                "name": "v",
+                "secret": {
+                    "secretName": "sec",
+                    "defaultMode": 0o400,
+                    "items": [{"key": "pass", "path": "db/pw"}],
+                },
+            }
+        ]
+    )
+    assert volumes.volume_payload(items, "v", OBJECTS, CTX) == {"db/pw": (b"pw", 0o400)}
     optional = pod([{"name": "v", "configMap": {"name": "nope", "optional": True}}])
     assert volumes.volume_payload(optional, "v", OBJECTS, CTX) == {}
     bad_key = pod([{"name": "v", "configMap": {"name": "cm", "items": [{"key": "zz", "path": "z"}]}}])
