@@ -112,3 +112,27 @@ META_OUTBOX_MAX: Final = 2048
 
 META_MAX_REMOTE_QUERIES: Final = 64
 """Remote queries (and remote inserts) in flight at once; more wait, which backpressures edged."""
+
+# --- edged -------------------------------------------------------------------------------------------
+EDGED_MAX_MANIFEST_BYTES: Final = 1 * MiB
+"""Largest static pod manifest read from ``staticPodPath`` (a pod object is far below etcd's 1.5 MiB)."""
+
+EDGED_MAX_MANIFESTS: Final = 256
+"""Static pod manifest files read per scan; more than ``maxPods`` (110) is already a misconfiguration."""
+
+EDGED_MAX_VOLUME_BYTES: Final = 4 * MiB
+"""Total bytes one configMap/secret/projected/downwardAPI volume may write (configmaps cap at 1 MiB each;
+a projected volume may combine a few)."""
+
+EDGED_MAX_VOLUME_FILES: Final = 1024
+"""Files one such volume may write: bounds the ..data directory a hostile configmap could fan out."""
+
+EDGED_DOCKER_THREADS: Final = 8
+"""Docker SDK calls running at once in worker threads; each holds one HTTP connection to dockerd (the SDK's
+pool holds 10 per client, so we stay below it)."""
+
+EDGED_PROBE_OUTPUT_BYTES: Final = 10 * KiB
+"""Probe output kept for the status message (kubelet keeps 10 KiB of exec output)."""
+
+EDGED_HTTP_PROBE_BYTES: Final = 10 * KiB
+"""Bytes of an httpGet probe response read before deciding (kubelet reads at most 10 KiB)."""
