@@ -208,7 +208,7 @@ class Demo:
         print(self.kubectl("get", "nodes", "-o", "wide").stdout.rstrip())
         print(self.kubectl("get", "pods", "-o", "wide").stdout.rstrip())
         containers = subprocess.run(
-            ["docker", "ps", "--filter", "label=io.kubernetes.pod.name=demo-web",
+            ["docker", "ps", "--filter", "label=io.kubeedge-py.pod.name=demo-web",
              "--format", "table {{.Names}}\t{{.Image}}\t{{.Status}}"],
             capture_output=True, text=True, timeout=30, check=False,
         )
