@@ -333,13 +333,19 @@ class CloudHub:
             old.end(CloseCode.REPLACED, "replaced by a newer connection of this node")
         self._sessions[node] = session
         _log.info("session opened", node=node, remote=remote, sessions=len(self._sessions))
+        orderly = False
         try:
             await self._publish_event(node, Operation.CONNECTED)
             with session.cancel_scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._guarded, session, self._writer, nursery)
                     await self._guarded(session, self._reader, nursery)
+            orderly = True
         finally:
+            if not orderly:
+                # Cancelled from outside: the hub is shutting down and the websocket's own
+                # reader is being cancelled too, so a closing handshake cannot complete.
+                session.end_code, session.end_reason = CloseCode.GOING_AWAY, "cloudhub shutting down"
             current = self._sessions.get(node) is session
             if current:
                 del self._sessions[node]
@@ -352,7 +358,9 @@ class CloudHub:
                 sessions=len(self._sessions),
             )
             with trio.CancelScope(shield=True):
-                await wslink.close_bounded(ws, session.end_code, session.end_reason)
+                await wslink.close_bounded(
+                    ws, session.end_code, session.end_reason, grace=wslink.CLOSE_TIMEOUT if orderly else 0.05
+                )
                 if current:
                     # A replaced session stays silent: its successor already announced ``connected``.
                     with trio.move_on_after(wslink.CLOSE_TIMEOUT):

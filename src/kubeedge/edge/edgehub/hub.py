@@ -274,17 +274,23 @@ class EdgeHub:
             self._ws = ws
             _log.info("connected to cloud", server=s.server, node=s.node_name)
             self._inbox.put(_connect_event(CLOUD_CONNECTED))
+            orderly = False
             try:
                 with trio.CancelScope() as scope:
                     self._session_scope = scope
                     nursery.start_soon(self._heartbeat, ws, stream, scope)
                     await self._reader(ws)
+                orderly = True
             finally:
                 self._ws = None
                 self._session_scope = None
                 self._inbox.put(_connect_event(CLOUD_DISCONNECTED))
                 with trio.CancelScope(shield=True):
-                    await wslink.close_bounded(ws, CloseCode.NORMAL, "edge closing")
+                    # Cancelled from outside (shutdown): the websocket reader is gone, don't wait for
+                    # a closing handshake that cannot complete.
+                    await wslink.close_bounded(
+                        ws, CloseCode.NORMAL, "edge closing", grace=wslink.CLOSE_TIMEOUT if orderly else 0.05
+                    )
                     # trio-websocket leaves the transport open when the peer closed first.
                     await trio.aclose_forcefully(stream)
                 nursery.cancel_scope.cancel()
