@@ -39,7 +39,7 @@ import enum
 import heapq
 import itertools
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -191,8 +191,6 @@ class _Slot:
     resend_at: float = math.inf
     failures: int = 0
     """Consecutive rounds of ``max_sends`` unanswered sends (drives the backoff)."""
-    acked_rv: int | None = None
-    """Highest version acked in this session (guards against regressions)."""
     in_ready: bool = False
 
     def latest(self) -> Message | None:
@@ -218,9 +216,10 @@ class NodeDelivery:
     """Reliable delivery state for one node's session (new per connection, as upstream).
 
     ``on_acked(node, msg)`` is called for every acknowledged ack-mode message (a
-    SyncController records ``ObjectSync`` from it). ``acked_version(uid)`` may
-    return the version last recorded for a UID (ObjectSync status) so a message
-    not newer than it is not sent again; ``None`` means unknown.
+    SyncController records ``ObjectSync`` from it). A message for a UID with
+    nothing queued is compared with the version last acked in this session (the
+    ``acked_memory`` most recent UIDs), else with ``acked_version(uid)`` (the
+    ObjectSync status, if wired), and discarded unless newer.
     """
 
     node: str
@@ -231,6 +230,7 @@ class NodeDelivery:
     max_in_flight: int = MAX_IN_FLIGHT
     ack_queue_size: int = limits.NODE_SEND_QUEUE
     noack_queue_size: int = limits.NODE_SEND_QUEUE
+    acked_memory: int = limits.NODE_ACKED_VERSIONS
     on_acked: Callable[[str, Message], None] | None = None
     acked_version: Callable[[str], int | None] | None = None
     stats: Stats = field(default_factory=Stats)
@@ -241,6 +241,7 @@ class NodeDelivery:
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _by_id: dict[str, str] = field(default_factory=dict)
     _inflight: int = 0
+    _acked: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         if self.ack_timeout <= 0 or self.max_sends < 1 or self.max_in_flight < 1:
@@ -285,7 +286,7 @@ class NodeDelivery:
                     self.stats.stale += 1
                     return Outcome.STALE
             else:
-                known = slot.acked_rv if slot and slot.acked_rv is not None else None
+                known = self._acked.get(uid)
                 if known is None and self.acked_version is not None:
                     known = self.acked_version(uid)
                 if known is not None and rv <= known:
@@ -324,8 +325,12 @@ class NodeDelivery:
         self._inflight -= 1
         self.stats.acked += 1
         rv = parse_rv(msg.header.resource_version)
-        if rv is not None:
-            slot.acked_rv = rv if slot.acked_rv is None else max(slot.acked_rv, rv)
+        if is_delete(msg):
+            self._acked.pop(uid, None)
+        elif rv is not None:
+            self._acked[uid] = max(rv, self._acked.pop(uid, 0))
+            if len(self._acked) > self.acked_memory:
+                self._acked.popitem(last=False)
         if slot.pending is None:
             # Nothing newer waits: free the slot so acked objects never count against the
             # queue bound. Later duplicates are filtered by ``acked_version`` (ObjectSync).
