@@ -12,12 +12,15 @@ import datetime
 import ipaddress
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+import trio_websocket
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -210,3 +213,68 @@ def make_edge(
 @pytest.fixture
 async def cloud(pki: PKI, nursery: trio.Nursery) -> RunningCloud:
     return await start_cloud(nursery, pki)
+
+
+@asynccontextmanager
+async def raw_client(
+    pki: PKI,
+    server: str,
+    node: str,
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> AsyncIterator[Any]:
+    """A bare trio-websocket client with ``node``'s certificate (no keepalives, no EdgeHub logic)."""
+    host, _, port = server.rpartition(":")
+    if headers is None:
+        headers = [(b"node_id", node.encode()), (b"project_id", b"p"), (b"ConnectionUse", b"msg")]
+    tcp = await trio.open_tcp_stream(host, int(port))
+    tls = trio.SSLStream(tcp, pki.client_context(node), server_hostname=host)
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await trio_websocket.wrap_client_stream(
+                nursery,
+                tls,
+                host,
+                f"/p/{node}/events",
+                extra_headers=headers,
+                max_message_size=64 * 1024 * 1024,
+            )
+            yield ws
+            nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(tls)
+
+
+class FaultyProxy:
+    """A TCP proxy on 127.0.0.1 that can silently swallow traffic in both directions (a half-open link)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.dropping = False
+        self.port = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[FaultyProxy] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._handle, listeners)
+            task_status.started(self)
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+        async with client, upstream, trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump, client, upstream, nursery)
+            nursery.start_soon(self._pump, upstream, client, nursery)
+
+    async def _pump(self, src: trio.SocketStream, dst: trio.SocketStream, nursery: trio.Nursery) -> None:
+        try:
+            while data := await src.receive_some(65536):
+                if not self.dropping:
+                    await dst.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        # Only a real end of stream is passed on; while dropping, nothing is (no FIN, no RST).
+        if not self.dropping:
+            nursery.cancel_scope.cancel()
+        else:
+            await trio.sleep_forever()

@@ -358,13 +358,16 @@ class CloudHub:
                 sessions=len(self._sessions),
             )
             with trio.CancelScope(shield=True):
-                await wslink.close_bounded(
-                    ws, session.end_code, session.end_reason, grace=wslink.CLOSE_TIMEOUT if orderly else 0.05
-                )
                 if current:
+                    # Announce first: closing a dead link waits out the close grace period.
                     # A replaced session stays silent: its successor already announced ``connected``.
                     with trio.move_on_after(wslink.CLOSE_TIMEOUT):
                         await self._publish_event(node, Operation.DISCONNECTED)
+                # A peer presumed dead, or a hub shutting down, gets no time for a closing handshake.
+                patient = orderly and session.end_code != CloseCode.KEEPALIVE_TIMEOUT
+                await wslink.close_bounded(
+                    ws, session.end_code, session.end_reason, grace=wslink.CLOSE_TIMEOUT if patient else 0.05
+                )
 
     @staticmethod
     async def _guarded(

@@ -192,6 +192,7 @@ class EdgeHub:
         self._inbox = _Inbox(settings.inbound_queue)
         self._ws: Any = None
         self._session_scope: trio.CancelScope | None = None
+        self._link_dead = False
         self.last_close: tuple[int, str] | None = None
         """Code and reason of the last websocket close seen from the cloud."""
         self.dials = 0
@@ -275,6 +276,7 @@ class EdgeHub:
             _log.info("connected to cloud", server=s.server, node=s.node_name)
             self._inbox.put(_connect_event(CLOUD_CONNECTED))
             orderly = False
+            self._link_dead = False
             try:
                 with trio.CancelScope() as scope:
                     self._session_scope = scope
@@ -288,8 +290,9 @@ class EdgeHub:
                 with trio.CancelScope(shield=True):
                     # Cancelled from outside (shutdown): the websocket reader is gone, don't wait for
                     # a closing handshake that cannot complete.
+                    patient = orderly and not self._link_dead
                     await wslink.close_bounded(
-                        ws, CloseCode.NORMAL, "edge closing", grace=wslink.CLOSE_TIMEOUT if orderly else 0.05
+                        ws, CloseCode.NORMAL, "edge closing", grace=wslink.CLOSE_TIMEOUT if patient else 0.05
                     )
                     # trio-websocket leaves the transport open when the peer closed first.
                     await trio.aclose_forcefully(stream)
@@ -391,6 +394,7 @@ class EdgeHub:
                         "nothing received from cloud; link presumed dead",
                         silent_for=round(now - stream.last_rx, 3),
                     )
+                    self._link_dead = True
                     scope.cancel()
                     return
                 if now >= next_beat:
