@@ -42,6 +42,14 @@ after an ack is not re-sent (ObjectSync is the durable record; this covers the g
 MODULE_QUEUE: Final = 1024
 """Slots of a module's inbox (upstream beehive's 1024-slot channel)."""
 
+MODULE_SEND_WAIT: Final = 20.0
+"""Longest a send waits for room in a full module inbox before it fails. Upstream can block a producer forever
+behind a stuck consumer; a bound turns that into an error the producer sees and logs. 20 s is far above any
+healthy consumer's drain time of 1024 messages."""
+
+SYNC_TIMEOUT: Final = 30.0
+"""Default wait of a synchronous request for its reply (upstream beehive's SendSync default)."""
+
 # --- config and local files --------------------------------------------------------------------------
 MAX_CONFIG_BYTES: Final = 1 * MiB
 """Largest cloudcore.yaml / edgecore.yaml accepted."""
