@@ -13,7 +13,8 @@ import trio
 import trio.testing
 
 from kubeedge.edge.edgehub.hub import EdgeHub, EdgeHubSettings, _Inbox, is_connect_event, keepalive_message
-from kubeedge.edge.edgehub.pacing import ReconnectBackoff, TokenBucket
+from kubeedge.edge.edgehub.pacing import TokenBucket
+from kubeedge.kit.backoff import Backoff
 from kubeedge.proto import codec
 from kubeedge.proto.message import Message
 from kubeedge.proto.vocab import CLOUD_CONNECTED
@@ -69,9 +70,7 @@ def _attempt_times(nodes: int, failures: int, make: object) -> list[float]:
 
 def test_full_jitter_spreads_reconnects() -> None:
     nodes = 5000
-    jittered = _attempt_times(
-        nodes, 3, lambda node: ReconnectBackoff(random.Random(node), base=30.0, cap=120.0).next_delay
-    )
+    jittered = _attempt_times(nodes, 3, lambda node: Backoff(30.0, 120.0, random.Random(node)).next_delay)
     upstream = _attempt_times(nodes, 3, lambda node: lambda: 30.0)  # upstream: a fixed 30 s sleep
     per_second = collections.Counter(int(t) for t in jittered)
     upstream_per_second = collections.Counter(int(t) for t in upstream)
@@ -85,19 +84,6 @@ def test_full_jitter_spreads_reconnects() -> None:
     assert first[0] < 1.0
     assert first[-1] > 29.0
     assert 13.0 < sum(first) / nodes < 17.0  # mean 15 s vs upstream's 30 s
-
-
-def test_backoff_windows_double_up_to_cap_and_reset() -> None:
-    backoff = ReconnectBackoff(random.Random(1), base=1.0, cap=8.0)
-    windows = []
-    for _ in range(6):
-        windows.append(backoff.window())
-        assert 0.0 <= backoff.next_delay() <= windows[-1]
-    assert windows == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
-    backoff.reset()
-    assert backoff.window() == 1.0
-    with pytest.raises(ValueError, match="base"):
-        ReconnectBackoff(random.Random(), base=0.0)
 
 
 async def test_edgehub_redials_with_jitter(pki: PKI, autojump_clock: trio.testing.MockClock) -> None:

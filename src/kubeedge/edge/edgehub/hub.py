@@ -41,10 +41,10 @@ from kubeedge.edge.edgehub.pacing import (
     MESSAGE_QPS,
     RECONNECT_BASE,
     RECONNECT_CAP,
-    ReconnectBackoff,
     TokenBucket,
 )
 from kubeedge.kit import limits, log, wslink
+from kubeedge.kit.backoff import Backoff
 from kubeedge.kit.wslink import CloseCode
 from kubeedge.proto import codec
 from kubeedge.proto.message import Message
@@ -185,9 +185,7 @@ class EdgeHub:
     ) -> None:
         self.settings = settings
         self._ssl = ssl_context
-        self._backoff = ReconnectBackoff(
-            rng or random.Random(), base=settings.reconnect_base, cap=settings.reconnect_cap
-        )
+        self._backoff = Backoff(settings.reconnect_base, settings.reconnect_cap, rng or random.Random())
         self._bucket = TokenBucket(settings.message_qps, settings.message_burst)
         self._inbox = _Inbox(settings.inbound_queue)
         self._ws: Any = None

@@ -1,23 +1,22 @@
-"""Sans-io pacing for EdgeHub: the edge-to-cloud token bucket and the reconnect backoff.
+"""Sans-io pacing for EdgeHub: the edge-to-cloud token bucket and the reconnect backoff defaults.
 
-Owns two small clocks-free state machines; callers pass ``now`` (seconds) and
-an explicit :class:`random.Random`, so tests replay them exactly.
+Owns a small clock-free token bucket (callers pass ``now`` in seconds) and the
+reconnect window defaults; the backoff itself is :class:`kubeedge.kit.backoff.Backoff`.
 
 * :class:`TokenBucket` is upstream's ``messageQPS``/``messageBurst`` limiter
   (Go ``x/time/rate`` semantics: a reservation may drive the balance negative
   and the caller waits the returned delay; the balance never exceeds ``burst``).
-* :class:`ReconnectBackoff` is exponential backoff with **full jitter**: the
-  n-th consecutive failure waits ``uniform(0, min(cap, base * 2**n))``. Upstream
+* Reconnects use exponential backoff with **full jitter**: the n-th
+  consecutive failure waits ``uniform(0, min(cap, base * 2**n))``. Upstream
   sleeps a fixed 30 s, which brings every node of a site back in the same
   second after a cloud restart; full jitter spreads them over the window.
 
-Neither raises after construction; constructors reject non-positive rates,
-bursts, bases and caps with :class:`ValueError` naming the bad value.
+The bucket never raises after construction; it rejects a non-positive rate or
+burst with :class:`ValueError` naming the upstream key.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -66,31 +65,3 @@ RECONNECT_BASE: Final = 30.0
 5,000 nodes dropped at once by a cloud restart return at ~170/s instead of all in one second."""
 RECONNECT_CAP: Final = 120.0
 """Longest reconnect window (seconds) while the cloud keeps refusing; the mean wait then is 60 s."""
-
-
-@dataclass(slots=True)
-class ReconnectBackoff:
-    """Exponential backoff with full jitter; :meth:`reset` after a healthy session."""
-
-    rng: random.Random
-    base: float = RECONNECT_BASE
-    cap: float = RECONNECT_CAP
-    failures: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.base <= self.cap:
-            raise ValueError(f"reconnect backoff needs 0 < base <= cap, got base={self.base} cap={self.cap}")
-
-    def window(self) -> float:
-        """Upper bound of the next delay."""
-        return min(self.cap, self.base * 2.0 ** min(self.failures, 62))
-
-    def next_delay(self) -> float:
-        """Delay before the next dial; counts one more failure."""
-        delay = self.rng.uniform(0.0, self.window())
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        """Start over from ``base`` (after a session that proved healthy)."""
-        self.failures = 0
