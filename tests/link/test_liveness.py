@@ -162,3 +162,20 @@ async def test_missing_connection_use_header_is_refused(pki: PKI, nursery: trio.
         assert code == CloseCode.POLICY_VIOLATION
         assert "ConnectionUse" in reason
         assert cloud.hub.nodes == []
+
+
+async def test_cloud_pings_a_quiet_link(
+    pki: PKI, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A quiet edge that only answers pings outlives the read deadline; only the keepalive rule ends it."""
+    with trio.fail_after(300):
+        cloud = await start_cloud(
+            nursery, pki, keepalive_interval=100.0, read_timeout=10.0, ping_interval=4.0
+        )
+        async with raw_client(pki, cloud.server, "edge-q") as ws:
+            start = trio.current_time()
+            await trio.sleep(60)  # six read deadlines: pongs to the cloud's pings keep it alive
+            assert cloud.hub.nodes == ["edge-q"]
+            code, _ = await _close_code(ws)
+            assert code == CloseCode.KEEPALIVE_TIMEOUT
+            assert 100.0 <= trio.current_time() - start < 101.0
