@@ -179,3 +179,19 @@ async def test_cloud_pings_a_quiet_link(
             code, _ = await _close_code(ws)
             assert code == CloseCode.KEEPALIVE_TIMEOUT
             assert 100.0 <= trio.current_time() - start < 101.0
+
+
+async def test_read_deadline_without_pings(
+    pki: PKI, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The control for the test above: with pings effectively off, the read deadline ends the session."""
+    with trio.fail_after(300):
+        cloud = await start_cloud(
+            nursery, pki, keepalive_interval=100.0, read_timeout=10.0, ping_interval=1000.0
+        )
+        async with raw_client(pki, cloud.server, "edge-q") as ws:
+            start = trio.current_time()
+            code, reason = await _close_code(ws)
+            assert code == CloseCode.KEEPALIVE_TIMEOUT
+            assert "nothing received" in reason
+            assert 10.0 <= trio.current_time() - start < 11.0
