@@ -184,7 +184,12 @@ def run_cloud(args: argparse.Namespace) -> None:
                         nursery.cancel_scope.cancel()
                         return
 
-    trio.run(main)
+    if args.profile:
+        import cProfile
+
+        cProfile.runctx("trio.run(main)", globals(), {"trio": trio, "main": main}, args.profile)
+    else:
+        trio.run(main)
 
 
 # --- edges role ------------------------------------------------------------------------------------------
@@ -458,6 +463,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--role", choices=["orchestrator", "cloud", "edges"], default="orchestrator", help=argparse.SUPPRESS
     )
     parser.add_argument("--pki", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)

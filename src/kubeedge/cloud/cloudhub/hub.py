@@ -72,7 +72,7 @@ class HubSettings:
     keepalive_interval: float = KEEPALIVE_INTERVAL
     """``keepaliveInterval``: a session without a keepalive message this long ends."""
     ping_interval: float | None = None
-    """Ping a link that has been silent this long; default ``keepalive_interval / 2``."""
+    """Ping a link that has been silent this long; default ``0.75 * keepalive_interval``."""
     read_timeout: float | None = None
     """Read deadline (no bytes at all); default ``keepalive_interval``."""
     write_timeout: float = WRITE_TIMEOUT
@@ -95,8 +95,10 @@ class HubSettings:
 
     @property
     def ping_every(self) -> float:
-        """Effective ping period."""
-        return self.ping_interval if self.ping_interval is not None else self.keepalive_interval / 2
+        """Effective quiet time before a ping."""
+        # 3/4 of the keepalive interval: longer than the edge heartbeat (interval / 2 by upstream's
+        # defaults), so healthy edges are never pinged, and still leaves a quarter for the pong.
+        return self.ping_interval if self.ping_interval is not None else 0.75 * self.keepalive_interval
 
     @property
     def read_deadline(self) -> float:
