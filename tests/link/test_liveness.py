@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from trio_websocket import ConnectionClosed
@@ -64,10 +65,15 @@ async def test_keepalives_keep_the_session(
         assert code == CloseCode.KEEPALIVE_TIMEOUT
 
 
-async def test_half_open_link_detected_on_both_sides(pki: PKI, nursery: trio.Nursery) -> None:
+@pytest.mark.parametrize("answer_keepalives", [True, False], ids=["our-cloud", "upstream-like-cloud"])
+async def test_half_open_link_detected_on_both_sides(
+    pki: PKI, nursery: trio.Nursery, answer_keepalives: bool
+) -> None:
     heartbeat = 0.3
     with trio.fail_after(20):
-        cloud = await start_cloud(nursery, pki, keepalive_interval=2 * heartbeat)
+        cloud = await start_cloud(
+            nursery, pki, keepalive_interval=2 * heartbeat, answer_keepalives=answer_keepalives
+        )
         proxy = await nursery.start(FaultyProxy(cloud.hub.port).run)
         edge = make_edge(
             pki,
@@ -82,6 +88,8 @@ async def test_half_open_link_detected_on_both_sides(pki: PKI, nursery: trio.Nur
         await cloud.next_upstream(lambda m: m.route.operation == Operation.CONNECTED)
         await trio.sleep(3 * heartbeat)  # a few healthy heartbeats first
         assert cloud.hub.nodes == ["edge-h"]
+        # against an upstream-like cloud (keepalives unanswered) the edge had to ping, else not
+        assert (edge.pings_sent > 0) is (not answer_keepalives)
 
         proxy.dropping = True
         cut = trio.current_time()
@@ -195,3 +203,23 @@ async def test_read_deadline_without_pings(
             assert code == CloseCode.KEEPALIVE_TIMEOUT
             assert "nothing received" in reason
             assert 10.0 <= trio.current_time() - start < 11.0
+
+
+@pytest.mark.parametrize("answer_keepalives", [True, False], ids=["our-cloud", "upstream-like-cloud"])
+async def test_healthy_link_outlives_read_deadlines(
+    pki: PKI, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, answer_keepalives: bool
+) -> None:
+    """15 s heartbeats for 10 virtual minutes: no false alarm on either side, pings only when needed."""
+    with trio.fail_after(1200):
+        cloud = await start_cloud(nursery, pki, answer_keepalives=answer_keepalives)
+        edge = make_edge(pki, cloud.server, "edge-l", heartbeat=15.0)
+        await nursery.start(edge.run)
+        assert (await edge.receive()).content == CLOUD_CONNECTED
+        await trio.sleep(600)
+        assert edge.connected
+        assert edge.dials == 1
+        assert cloud.hub.nodes == ["edge-l"]
+        if answer_keepalives:
+            assert edge.pings_sent == 0
+        else:
+            assert 39 <= edge.pings_sent <= 41  # one per heartbeat

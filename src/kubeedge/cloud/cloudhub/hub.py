@@ -78,6 +78,8 @@ class HubSettings:
     write_timeout: float = WRITE_TIMEOUT
     """``writeTimeout``: a write blocked this long ends the session."""
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    answer_keepalives: bool = True
+    """Answer each keepalive with a websocket pong so edges need not ping (off: behave as upstream)."""
     authorize_nodes: bool = True
     """Require certificate CN ``system:node:<node_id>`` (upstream ``authorization.enable``, off there)."""
     ack_timeout: float = 5.0
@@ -389,6 +391,7 @@ class CloudHub:
 
     async def _reader(self, session: Session, nursery: trio.Nursery) -> None:
         ws, node = session.ws, session.node
+        answer, write_timeout = self.settings.answer_keepalives, self.settings.write_timeout
         while True:
             data = await ws.get_message()
             try:
@@ -398,6 +401,16 @@ class CloudHub:
             op = msg.route.operation
             if op == Operation.KEEPALIVE:
                 session.last_keepalive = trio.current_time()
+                if answer:
+                    # An unsolicited pong (RFC 6455 §5.5.3) lets the edge see a live link without
+                    # pinging: one frame each way per heartbeat instead of three. Upstream edges
+                    # ignore it. A slow edge only delays its own reader.
+                    with trio.move_on_after(write_timeout) as write:
+                        await ws.pong()
+                    if write.cancelled_caught:
+                        raise _SessionEnd(
+                            CloseCode.KEEPALIVE_TIMEOUT, f"write blocked for {write_timeout:g}s"
+                        )
                 continue
             if op == Operation.RESPONSE:
                 if session.delivery.ack(msg.parent_msg_id, trio.current_time()) is not None:

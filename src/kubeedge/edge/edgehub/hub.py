@@ -2,8 +2,9 @@
 
 Owns the one connection to CloudHub: dialling ``wss://<server>/<projectID>/<node>/events``
 with the node's client certificate and the ``node_id``/``project_id``/
-``ConnectionUse: msg`` headers, the keepalive message every ``heartbeat``, websocket
-pings with a read deadline (a link silent for ``read_deadline``, default
+``ConnectionUse: msg`` headers, the keepalive message every ``heartbeat``, a
+websocket ping whenever the cloud shows no life within half a heartbeat of a
+keepalive, and a read deadline (a link silent for ``read_deadline``, default
 2 x heartbeat, is dead even if TCP says otherwise), reconnecting with full-jitter
 exponential backoff, the edge-to-cloud token bucket, and the bounded inbound FIFO.
 
@@ -25,6 +26,7 @@ there is no session.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import ssl
 import time
@@ -195,6 +197,8 @@ class EdgeHub:
         """Code and reason of the last websocket close seen from the cloud."""
         self.dials = 0
         """Connection attempts so far."""
+        self.pings_sent = 0
+        """Websocket pings sent (only when the cloud did not answer a keepalive)."""
 
     # --- public API --------------------------------------------------------------------------------
 
@@ -381,9 +385,17 @@ class EdgeHub:
         )
 
     async def _heartbeat(self, ws: Any, stream: wslink.ActivityStream, scope: trio.CancelScope) -> None:
+        """Keepalive every heartbeat; ping when the cloud shows no life half a heartbeat after it.
+
+        Our CloudHub answers each keepalive with an unsolicited pong, so against it no ping is
+        ever needed; an upstream cloudcore answers nothing, and then every keepalive is followed
+        by a ping. Either way bytes arrive about once per heartbeat, and a link silent for the
+        read deadline is declared dead.
+        """
         s = self.settings
         deadline = s.effective_read_deadline
         next_beat = trio.current_time()
+        beat_at = probe_at = math.inf
         async with trio.open_nursery() as pings:
             while True:
                 now = trio.current_time()
@@ -402,8 +414,13 @@ class EdgeHub:
                     except NotConnected:
                         # The reader sees the same close (with its code and reason) and ends the session.
                         return
-                    pings.start_soon(self._ping, ws, s.heartbeat)
-                await trio.sleep_until(min(next_beat, stream.last_rx + deadline))
+                    beat_at, probe_at = now, now + s.heartbeat / 2
+                if now >= probe_at:
+                    probe_at = math.inf
+                    if stream.last_rx < beat_at:
+                        self.pings_sent += 1
+                        pings.start_soon(self._ping, ws, s.heartbeat)
+                await trio.sleep_until(min(next_beat, probe_at, stream.last_rx + deadline))
 
     @staticmethod
     async def _ping(ws: Any, wait: float) -> None:
