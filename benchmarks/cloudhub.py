@@ -367,6 +367,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 str(args.nodes),
                 "--heartbeat",
                 str(args.heartbeat),
+                *(["--profile", args.profile] if args.profile else []),
             ]
         )
         workers: list[Child] = []

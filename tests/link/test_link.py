@@ -139,6 +139,11 @@ async def test_node_limit_closes_with_code(pki: PKI, nursery: trio.Nursery) -> N
         assert second.last_close[0] == CloseCode.TRY_AGAIN_LATER
         assert "nodeLimit 1" in second.last_close[1]
         assert cloud.hub.nodes == ["edge-1"]
+        # refused right after the upgrade: the edge never announced a session
+        assert not second.connected
+        with trio.move_on_after(0.2) as quiet:
+            await second.receive()
+        assert quiet.cancelled_caught
 
 
 async def test_new_connection_replaces_session(pki: PKI, cloud: RunningCloud, nursery: trio.Nursery) -> None:

@@ -88,8 +88,12 @@ async def test_half_open_link_detected_on_both_sides(
         await cloud.next_upstream(lambda m: m.route.operation == Operation.CONNECTED)
         await trio.sleep(3 * heartbeat)  # a few healthy heartbeats first
         assert cloud.hub.nodes == ["edge-h"]
-        # against an upstream-like cloud (keepalives unanswered) the edge had to ping, else not
-        assert (edge.pings_sent > 0) is (not answer_keepalives)
+        # against an upstream-like cloud (keepalives unanswered) the edge pings every heartbeat;
+        # ours answers keepalives, so only the first keepalive (which announces the session) is probed
+        if answer_keepalives:
+            assert edge.pings_sent <= 1  # none if the first keepalive's pong beat the probe
+        else:
+            assert edge.pings_sent >= 3
 
         proxy.dropping = True
         cut = trio.current_time()
@@ -220,6 +224,6 @@ async def test_healthy_link_outlives_read_deadlines(
         assert edge.dials == 1
         assert cloud.hub.nodes == ["edge-l"]
         if answer_keepalives:
-            assert edge.pings_sent == 0
+            assert edge.pings_sent <= 1  # the first keepalive's probe at most
         else:
-            assert 39 <= edge.pings_sent <= 41  # one per heartbeat
+            assert 39 <= edge.pings_sent <= 42  # one per heartbeat

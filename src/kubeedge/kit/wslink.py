@@ -94,7 +94,7 @@ class ActivityStream(trio.abc.Stream):
     :attr:`error` keeps the cause (e.g. the TLS alert of a refused certificate).
     """
 
-    __slots__ = ("_inner", "error", "gone", "last_rx")
+    __slots__ = ("_inner", "_rx_lot", "error", "gone", "last_rx")
 
     def __init__(self, inner: trio.abc.Stream) -> None:
         self._inner = inner
@@ -104,6 +104,7 @@ class ActivityStream(trio.abc.Stream):
         """Set on end-of-stream or a receive error."""
         self.error: BaseException | None = None
         """The receive error, if any (its ``__cause__`` is usually the ``ssl.SSLError``)."""
+        self._rx_lot = trio.lowlevel.ParkingLot()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Forward to the wrapped stream."""
@@ -124,7 +125,14 @@ class ActivityStream(trio.abc.Stream):
         if not data:
             self.gone.set()
         self.last_rx = trio.current_time()
+        if self._rx_lot:
+            self._rx_lot.unpark_all()
         return data
+
+    async def wait_received_after(self, when: float) -> None:
+        """Return once bytes (or end-of-stream) arrived after trio time ``when``."""
+        while self.last_rx <= when:
+            await self._rx_lot.park()
 
     async def aclose(self) -> None:
         """Close the wrapped stream."""

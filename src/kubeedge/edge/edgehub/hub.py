@@ -193,6 +193,7 @@ class EdgeHub:
         self._ws: Any = None
         self._session_scope: trio.CancelScope | None = None
         self._link_dead = False
+        self._announced = False
         self.last_close: tuple[int, str] | None = None
         """Code and reason of the last websocket close seen from the cloud."""
         self.dials = 0
@@ -204,8 +205,8 @@ class EdgeHub:
 
     @property
     def connected(self) -> bool:
-        """True while a session is up."""
-        return self._ws is not None
+        """True while a session is up and announced (``cloud_connected`` was broadcast)."""
+        return self._announced and self._ws is not None
 
     @property
     def inbound_dropped(self) -> int:
@@ -268,27 +269,26 @@ class EdgeHub:
     # --- internals ---------------------------------------------------------------------------------
 
     async def _connect_and_serve(self) -> None:
-        s = self.settings
         async with trio.open_nursery() as nursery:
             ws, stream = await self._dial(nursery)
             if ws is None:
                 nursery.cancel_scope.cancel()
                 return
             self._ws = ws
-            _log.info("connected to cloud", server=s.server, node=s.node_name)
-            self._inbox.put(_connect_event(CLOUD_CONNECTED))
             orderly = False
-            self._link_dead = False
+            self._link_dead = self._announced = False
             try:
                 with trio.CancelScope() as scope:
                     self._session_scope = scope
                     nursery.start_soon(self._heartbeat, ws, stream, scope)
+                    nursery.start_soon(self._announce, ws, stream, trio.current_time())
                     await self._reader(ws)
                 orderly = True
             finally:
                 self._ws = None
                 self._session_scope = None
-                self._inbox.put(_connect_event(CLOUD_DISCONNECTED))
+                if self._announced:
+                    self._inbox.put(_connect_event(CLOUD_DISCONNECTED))
                 with trio.CancelScope(shield=True):
                     # Cancelled from outside (shutdown): the websocket reader is gone, don't wait for
                     # a closing handshake that cannot complete.
@@ -299,6 +299,21 @@ class EdgeHub:
                     # trio-websocket leaves the transport open when the peer closed first.
                     await trio.aclose_forcefully(stream)
                 nursery.cancel_scope.cancel()
+
+    async def _announce(self, ws: Any, stream: wslink.ActivityStream, upgraded_at: float) -> None:
+        """Broadcast ``cloud_connected`` once the cloud shows life after the upgrade.
+
+        A cloud that refuses us (nodeLimit, node authorization) accepts the upgrade and
+        closes at once; announcing on the upgrade alone would flap ``connected``/``disconnected``.
+        The first keepalive's pong (or the first ping's, from an upstream cloud) is the proof.
+        """
+        await stream.wait_received_after(upgraded_at)
+        # Let trio-websocket's reader parse what arrived first: it may be a close frame.
+        await trio.lowlevel.checkpoint()
+        if ws.closed is None and self._ws is ws:
+            self._announced = True
+            _log.info("connected to cloud", server=self.settings.server, node=self.settings.node_name)
+            self._inbox.put(_connect_event(CLOUD_CONNECTED))
 
     async def _dial(self, nursery: trio.Nursery) -> tuple[Any, wslink.ActivityStream]:
         s = self.settings
@@ -387,15 +402,16 @@ class EdgeHub:
     async def _heartbeat(self, ws: Any, stream: wslink.ActivityStream, scope: trio.CancelScope) -> None:
         """Keepalive every heartbeat; ping when the cloud shows no life half a heartbeat after it.
 
-        Our CloudHub answers each keepalive with an unsolicited pong, so against it no ping is
-        ever needed; an upstream cloudcore answers nothing, and then every keepalive is followed
-        by a ping. Either way bytes arrive about once per heartbeat, and a link silent for the
+        Our CloudHub answers each keepalive with an unsolicited pong, so against it only the
+        first keepalive is followed by a ping; an upstream cloudcore answers nothing, and then
+        every keepalive is followed by a ping. Either way bytes arrive about once per heartbeat, and a link silent for the
         read deadline is declared dead.
         """
         s = self.settings
         deadline = s.effective_read_deadline
         next_beat = trio.current_time()
         beat_at = probe_at = math.inf
+        first = True
         async with trio.open_nursery() as pings:
             while True:
                 now = trio.current_time()
@@ -414,7 +430,9 @@ class EdgeHub:
                     except NotConnected:
                         # The reader sees the same close (with its code and reason) and ends the session.
                         return
-                    beat_at, probe_at = now, now + s.heartbeat / 2
+                    # The first keepalive is probed at once: its answer announces the session.
+                    beat_at, probe_at = now, now if first else now + s.heartbeat / 2
+                    first = False
                 if now >= probe_at:
                     probe_at = math.inf
                     if stream.last_rx < beat_at:
