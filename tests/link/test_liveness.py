@@ -227,3 +227,19 @@ async def test_healthy_link_outlives_read_deadlines(
             assert edge.pings_sent <= 1  # the first keepalive's probe at most
         else:
             assert 39 <= edge.pings_sent <= 42  # one per heartbeat
+
+
+async def test_silent_clients_hold_only_bounded_handshake_slots(pki: PKI, nursery: trio.Nursery) -> None:
+    """Silent TCP clients use at most max_pending_handshakes slots and are cut at handshake_timeout."""
+    with trio.fail_after(15):
+        cloud = await start_cloud(nursery, pki, max_pending_handshakes=2, handshake_timeout=0.5)
+        silent = [await trio.open_tcp_stream("127.0.0.1", cloud.hub.port) for _ in range(3)]
+        start = trio.current_time()
+        edge = make_edge(pki, cloud.server, "edge-s")
+        await nursery.start(edge.run)
+        assert (await edge.receive()).content == CLOUD_CONNECTED
+        # the edge had to wait for silent clients to time out of their slots
+        assert trio.current_time() - start >= 0.5
+        for sock in silent:
+            assert await sock.receive_some(100) == b""  # closed by the cloud, not left dangling
+            await sock.aclose()

@@ -78,6 +78,8 @@ class HubSettings:
     write_timeout: float = WRITE_TIMEOUT
     """``writeTimeout``: a write blocked this long ends the session."""
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    max_pending_handshakes: int = limits.CLOUDHUB_PENDING_HANDSHAKES
+    """Connections in TLS/upgrade at once; more wait in the accept backlog."""
     answer_keepalives: bool = True
     """Answer each keepalive with a websocket pong so edges need not ping (off: behave as upstream)."""
     authorize_nodes: bool = True
@@ -167,6 +169,7 @@ class CloudHub:
         self._on_acked = on_acked
         self._acked_version = acked_version
         self._sessions: dict[str, Session] = {}
+        self._handshakes = trio.Semaphore(self.settings.max_pending_handshakes)
         self._pending: int = 0
         self.port: int = 0
         """The bound port, known once :meth:`run` has started."""
@@ -229,9 +232,13 @@ class CloudHub:
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
+            # Bound half-open handshakes (slow or hostile clients): past the limit, new clients
+            # wait in the kernel's accept backlog instead of costing us descriptors and memory.
+            await self._handshakes.acquire()
             try:
                 stream = await listener.accept()
             except OSError as exc:
+                self._handshakes.release()
                 # EMFILE and friends: back off briefly instead of spinning; existing sessions live on.
                 _log.error("accept failed", error=str(exc))
                 await trio.sleep(0.1)
@@ -241,15 +248,24 @@ class CloudHub:
     async def _handle(self, tcp: trio.SocketStream) -> None:
         remote = _remote(tcp)
         tls = trio.SSLStream(tcp, self._ssl, server_side=True, https_compatible=False)
+        slot = [True]
         try:
-            await self._serve_connection(tls, remote)
+            await self._serve_connection(tls, remote, slot)
         except Exception as exc:
             # Supervision boundary: one peer's failure, whatever it is, ends only its connection.
             _log.debug("connection ended", remote=remote, error=wslink.describe_error(exc))
         finally:
+            self._release_handshake(slot)
             await trio.aclose_forcefully(tls)
 
-    async def _serve_connection(self, tls: trio.SSLStream[trio.SocketStream], remote: str) -> None:
+    def _release_handshake(self, slot: list[bool]) -> None:
+        if slot[0]:
+            slot[0] = False
+            self._handshakes.release()
+
+    async def _serve_connection(
+        self, tls: trio.SSLStream[trio.SocketStream], remote: str, slot: list[bool]
+    ) -> None:
         s = self.settings
         stream = wslink.ActivityStream(tls)
         async with trio.open_nursery() as nursery:
@@ -266,6 +282,7 @@ class CloudHub:
                     message_queue_size=1,
                     max_message_size=limits.MAX_FRAME_BYTES,
                 )
+            self._release_handshake(slot)
             if handshake.cancelled_caught:
                 _log.warning("handshake timed out", remote=remote, timeout=s.handshake_timeout)
                 nursery.cancel_scope.cancel()
