@@ -175,3 +175,24 @@ async def test_new_connection_replaces_session(pki: PKI, cloud: RunningCloud, nu
         # The new session works.
         cloud.hub.send_to_node("edge-1", _pod("edge-1", "p", "u", "1"))
         assert (await new.receive()).route.resource == "default/pod/p"
+
+
+async def test_node_delete_ends_the_session_instead_of_being_sent(
+    pki: PKI, cloud: RunningCloud, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(10):
+        edge = make_edge(pki, cloud.server, "edge-d", reconnect_base=30.0, reconnect_cap=30.0)
+        await nursery.start(edge.run)
+        await _connected(edge)
+        delete = Message.new(
+            source="edgecontroller",
+            group="resource",
+            operation="delete",
+            resource="node/edge-d/null/node/edge-d",
+            content={"metadata": {"name": "edge-d", "uid": "n1"}},
+            now_ms=0,
+        )
+        assert cloud.hub.send_to_node("edge-d", delete) is None
+        assert (await edge.receive()).content == CLOUD_DISCONNECTED  # nothing else arrived first
+        assert edge.last_close is not None
+        assert edge.last_close[0] == CloseCode.NODE_DELETED

@@ -170,7 +170,6 @@ class CloudHub:
         self._acked_version = acked_version
         self._sessions: dict[str, Session] = {}
         self._handshakes = trio.Semaphore(self.settings.max_pending_handshakes)
-        self._pending: int = 0
         self.port: int = 0
         """The bound port, known once :meth:`run` has started."""
 
