@@ -219,7 +219,7 @@ class EdgeHub:
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` to the cloud, paced by the token bucket; raises :class:`NotConnected`."""
-        if self._ws is None:
+        if not self.connected:
             raise NotConnected(f"not connected to {self.settings.server}")
         delay = self._bucket.reserve(trio.current_time())
         if delay > 0:
@@ -311,6 +311,10 @@ class EdgeHub:
         # Let trio-websocket's reader parse what arrived first: it may be a close frame.
         await trio.lowlevel.checkpoint()
         if ws.closed is None and self._ws is ws:
+            self._announce_now()
+
+    def _announce_now(self) -> None:
+        if not self._announced:
             self._announced = True
             _log.info("connected to cloud", server=self.settings.server, node=self.settings.node_name)
             self._inbox.put(_connect_event(CLOUD_CONNECTED))
@@ -379,6 +383,7 @@ class EdgeHub:
                 _log.error("invalid message from cloud; reconnecting", error=str(exc))
                 await wslink.close_bounded(ws, CloseCode.INVALID_PAYLOAD, f"invalid message: {exc}")
                 return
+            self._announce_now()  # a cloud message is proof of life too, and must follow cloud_connected
             self._inbox.put(msg)
 
     def _note_close(self, exc: ConnectionClosed) -> None:
