@@ -10,6 +10,7 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed
 
+from kubeedge.cloud.cloudhub.hub import CloudHub, HubSettings
 from kubeedge.edge.edgehub.hub import keepalive_message
 from kubeedge.kit import limits
 from kubeedge.kit.wslink import CloseCode
@@ -243,3 +244,25 @@ async def test_silent_clients_hold_only_bounded_handshake_slots(pki: PKI, nurser
         for sock in silent:
             assert await sock.receive_some(100) == b""  # closed by the cloud, not left dangling
             await sock.aclose()
+
+
+async def test_stalled_upstream_consumer_does_not_expire_sessions(
+    pki: PKI, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """While nobody drains the upstream channel, a live edge's session is not expired for it."""
+    with trio.fail_after(600):
+        send, receive = trio.open_memory_channel[Message](0)
+        hub = CloudHub(pki.server_context(), send, HubSettings(address="127.0.0.1", port=0))
+        await nursery.start(hub.run)
+        async with raw_client(pki, f"127.0.0.1:{hub.port}", "edge-st") as ws:
+            connected = await receive.receive()  # the session event; then nobody reads for a while
+            assert connected.route.operation == Operation.CONNECTED
+            await ws.send_message(codec.encode(_probe("edge-st", 1)).decode())
+            for _ in range(8):  # 120 virtual seconds of keepalives the cloud cannot read yet
+                await ws.send_message(codec.encode(keepalive_message(0)).decode())
+                await trio.sleep(15)
+            assert hub.nodes == ["edge-st"]
+            got = await receive.receive()
+            assert got.route.resource == "node/edge-st/default/podstatus/p1"
+            await trio.sleep(15)  # the backlog of keepalives is read; the session carries on
+            assert hub.nodes == ["edge-st"]

@@ -15,7 +15,8 @@ Invariants:
 * A session's identity is the ``node_id`` header; with ``authorize_nodes`` (the
   default, unlike upstream) it must equal ``<node>`` of the client certificate
   CN ``system:node:<node>``. The ssl context must require client certificates.
-* A session ends when no keepalive message arrives within
+* A session ends (deadlines are suspended while the upstream consumer stalls
+  our reading, which is not the edge's fault) when no keepalive message arrives within
   ``keepalive_interval``, when no bytes at all arrive within ``read_timeout``
   (pongs count: a link silent for ``ping_interval`` is pinged), when a write blocks past
   ``write_timeout``, or on a frame that is oversized or not a message. Only that
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -55,6 +57,8 @@ NODE_LIMIT: Final = 500
 """``cloudHub.nodeLimit`` default."""
 WRITE_TIMEOUT: Final = 30.0
 """``cloudHub.writeTimeout`` default (seconds; unused upstream, enforced here)."""
+UPSTREAM_STALL: Final = 1.0
+"""An upstream send blocked this long (seconds) restarts the session's liveness deadlines."""
 HANDSHAKE_TIMEOUT: Final = 30.0
 """Seconds a client gets for TLS plus the websocket upgrade."""
 
@@ -129,6 +133,10 @@ class Session:
     stream: wslink.ActivityStream
     delivery: NodeDelivery
     last_keepalive: float
+    paused: bool = False
+    """True while the reader waits for the upstream consumer (liveness deadlines suspended)."""
+    resumed_at: float = -math.inf
+    """When the last long upstream stall ended (liveness deadlines count from here at the earliest)."""
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     wake: trio.Event = field(default_factory=trio.Event)
     end_code: CloseCode = CloseCode.NORMAL
@@ -441,7 +449,17 @@ class CloudHub:
                 prefixed = resources.add_node_prefix(msg.route.resource, node)
             except ValueError as exc:
                 raise _SessionEnd(CloseCode.INVALID_PAYLOAD, f"invalid resource: {exc}") from None
-            await self._upstream.send(_with_resource(msg, prefixed))
+            # A stalled consumer stops us reading this edge (keepalives included); that is not the
+            # edge's fault, so liveness deadlines are suspended meanwhile and restart afterwards.
+            session.paused = True
+            started = trio.current_time()
+            try:
+                await self._upstream.send(_with_resource(msg, prefixed))
+            finally:
+                session.paused = False
+                resumed = trio.current_time()
+                if resumed - started >= UPSTREAM_STALL:
+                    session.resumed_at = resumed
 
     async def _writer(self, session: Session, nursery: trio.Nursery) -> None:
         s = self.settings
@@ -449,9 +467,13 @@ class CloudHub:
         next_ping = trio.current_time() + s.ping_every
         while True:
             now = trio.current_time()
-            if now - session.last_keepalive >= s.keepalive_interval:
+            keepalive_due = max(session.last_keepalive, session.resumed_at) + s.keepalive_interval
+            read_due = max(stream.last_rx, session.resumed_at) + s.read_deadline
+            if session.paused:
+                keepalive_due = read_due = math.inf
+            if now >= keepalive_due:
                 raise _SessionEnd(CloseCode.KEEPALIVE_TIMEOUT, f"no keepalive for {s.keepalive_interval:g}s")
-            if now - stream.last_rx >= s.read_deadline:
+            if now >= read_due:
                 raise _SessionEnd(CloseCode.KEEPALIVE_TIMEOUT, f"nothing received for {s.read_deadline:g}s")
             if session.wake.is_set():
                 session.wake = trio.Event()
@@ -469,12 +491,7 @@ class CloudHub:
             if now >= next_ping:
                 nursery.start_soon(self._ping, ws, s.ping_every)
                 next_ping = now + s.ping_every
-            wake_at = min(
-                delivery.next_deadline(now),
-                session.last_keepalive + s.keepalive_interval,
-                stream.last_rx + s.read_deadline,
-                next_ping,
-            )
+            wake_at = min(delivery.next_deadline(now), keepalive_due, read_due, next_ping)
             if wake_at > now:
                 with trio.move_on_at(wake_at):
                     await session.wake.wait()
