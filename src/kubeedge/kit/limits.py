@@ -131,3 +131,10 @@ MQTT_MAX_SESSION_QUEUE: Final = 100_000
 EVENTBUS_PUBLISH_QUEUE: Final = 100
 """Messages EventBus holds for a broker it is not connected to (upstream holds none: it drops them). The oldest
 is dropped first."""
+
+MQTT_SEND_TIMEOUT: Final = 30.0
+"""Seconds an MQTT peer may take to accept one write before it is dropped: a client that stops reading must
+not hold its broker task (and the memory of its queue) forever."""
+
+MQTT_ACK_TIMEOUT: Final = 10.0
+"""Seconds EventBus's client waits for CONNACK/SUBACK/UNSUBACK before it gives the connection up."""

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_CLIENT_ID_BYTES",
     "MAX_PACKET_BYTES",
     "MAX_TOPIC_BYTES",
+    "SUBACK_FAILURE",
     "ConnAck",
     "ConnAckCode",
     "Connect",
