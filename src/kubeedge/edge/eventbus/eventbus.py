@@ -326,9 +326,6 @@ class EventBus:
 
     async def _subscribe(self, topic_filter: str) -> None:
         mqtt.validate_topic_filter(topic_filter)
-        if self.store is not None:
-            store = self.store
-            await trio.to_thread.run_sync(store.add_sub_topic, topic_filter)
         if topic_filter not in self._extra:
             self._extra.append(topic_filter)
         for link in self.links:
@@ -340,6 +337,10 @@ class EventBus:
                     _log.info(
                         "eventbus: subscribe deferred to reconnection", topic=topic_filter, error=str(exc)
                     )
+        # Persisted once the brokers have acknowledged it: a row in sub_topics means "in effect".
+        if self.store is not None:
+            store = self.store
+            await trio.to_thread.run_sync(store.add_sub_topic, topic_filter)
         _log.info("eventbus subscribed topic", topic=topic_filter)
 
     async def _unsubscribe(self, topic_filter: str) -> None:
