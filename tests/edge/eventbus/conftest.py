@@ -135,6 +135,28 @@ class Raw:
         await self.stream.aclose()
 
 
+class Peers:
+    """Opens :class:`Raw` peers and closes every one of them when the test ends."""
+
+    def __init__(self) -> None:
+        self.opened: list[Raw] = []
+
+    async def open(self, port: int, host: str = "127.0.0.1") -> Raw:
+        raw = await Raw.open(port, host)
+        self.opened.append(raw)
+        return raw
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[Peers]:
+    pool = Peers()
+    try:
+        yield pool
+    finally:
+        for raw in pool.opened:
+            await raw.aclose()
+
+
 class Recorder:
     """A beehive module that records what it receives."""
 
