@@ -114,6 +114,8 @@ async def test_qos1_redelivered_to_persistent_session(peers: Peers, broker: Runn
         assert not first.dup
         # Gone before PUBACK; meanwhile another message arrives for the absent session.
         await sub.aclose()
+        while broker.broker.state.sessions["mapper"].connected:  # until the broker has seen the close
+            await trio.sleep(0.01)
         await pub.send(mqtt.Publish("dev/1/cmd", b"off", 1, packet_id=8), mqtt.Publish("dev/1/cmd", b"q0", 0))
         assert await pub.recv() == mqtt.PubAck(7)
         assert await pub.recv() == mqtt.PubAck(8)

@@ -196,8 +196,7 @@ class Broker:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._writer, conn)
             try:
-                for packet in pending:
-                    await self._on_packet(conn, packet)
+                await self._on_packets(conn, pending)
                 while not _ended(conn):
                     timeout = keepalive * 1.5 if keepalive else float("inf")
                     with trio.move_on_after(timeout) as idle:
@@ -212,10 +211,7 @@ class Broker:
                         break
                     if not data:
                         break
-                    for packet in decoder.feed(data):
-                        await self._on_packet(conn, packet)
-                        if _ended(conn):
-                            break
+                    await self._on_packets(conn, decoder.feed(data))
             except (mqtt.MalformedPacketError, _ProtocolError) as exc:
                 self._malformed(conn, exc)
             nursery.cancel_scope.cancel()
@@ -273,7 +269,17 @@ class Broker:
             packets: list[mqtt.Packet] = list(session.take())
             await self._send(conn, packets)
 
-    async def _on_packet(self, conn: _Conn, packet: mqtt.Packet) -> None:
+    async def _on_packets(self, conn: _Conn, packets: list[mqtt.Packet]) -> None:
+        replies: list[mqtt.Packet] = []
+        for packet in packets:
+            self._on_packet(conn, packet, replies)
+            if _ended(conn):
+                break
+        if replies:
+            await self._send(conn, replies)
+
+    def _on_packet(self, conn: _Conn, packet: mqtt.Packet, replies: list[mqtt.Packet]) -> None:
+        # Replies are collected, not sent: the caller sends all replies to one read in one write.
         session = conn.session
         assert session is not None
         match packet:
@@ -285,30 +291,30 @@ class Broker:
                     session.incoming_qos2.add(packet.packet_id)
                     if not duplicate:
                         self._route(packet)
-                    await self._send(conn, [mqtt.PubRec(packet.packet_id)])
+                    replies.append(mqtt.PubRec(packet.packet_id))
                     return
                 self._route(packet)
                 if packet.qos == 1:
                     assert packet.packet_id is not None
-                    await self._send(conn, [mqtt.PubAck(packet.packet_id)])
+                    replies.append(mqtt.PubAck(packet.packet_id))
             case mqtt.PubAck(pid):
                 if session.acknowledge(pid):
                     conn.wake.set()
             case mqtt.PubRel(pid):
                 session.incoming_qos2.discard(pid)
-                await self._send(conn, [mqtt.PubComp(pid)])
+                replies.append(mqtt.PubComp(pid))
             case mqtt.PubRec(pid) | mqtt.PubComp(pid):
                 # We never send QoS 2, so these answer nothing we sent.
                 raise _ProtocolError(f"{type(packet).__name__} {pid} for a QoS 2 message never sent")
             case mqtt.Subscribe():
                 ack = self.state.subscribe(session, packet)
-                await self._send(conn, [ack])
+                replies.append(ack)
                 if session.has_work():
                     conn.wake.set()
             case mqtt.Unsubscribe():
-                await self._send(conn, [self.state.unsubscribe(session, packet)])
+                replies.append(self.state.unsubscribe(session, packet))
             case mqtt.PingReq():
-                await self._send(conn, [mqtt.PingResp()])
+                replies.append(mqtt.PingResp())
             case mqtt.Disconnect():
                 conn.graceful = True
             case _:
