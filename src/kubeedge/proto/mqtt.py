@@ -25,6 +25,7 @@ Encoding a packet that breaks the rules also raises :class:`MalformedPacketError
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -256,17 +257,16 @@ Packet = (
 # --- strings and topics ----------------------------------------------------------------------------------
 
 
-def _bad_char(ch: str, *, controls: bool) -> bool:
-    code = ord(ch)
-    if code == 0 or 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF) or 0xFDD0 <= code <= 0xFDEF:
-        return True
-    return controls and (code < 0x20 or 0x7F <= code <= 0x9F)
+# Forbidden everywhere: U+0000, surrogates (only reachable from str, never from valid UTF-8), non-characters.
+_FORBIDDEN: Final = re.compile("[\x00\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+# Also forbidden in topics and client ids: C0 and C1 control characters.
+_FORBIDDEN_OR_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
 
 
 def _check_text(text: str, what: str, *, controls: bool = False) -> None:
-    for ch in text:
-        if _bad_char(ch, controls=controls):
-            raise MalformedPacketError(f"{what}: forbidden character U+{ord(ch):04X}")
+    found = (_FORBIDDEN_OR_CONTROL if controls else _FORBIDDEN).search(text)
+    if found is not None:
+        raise MalformedPacketError(f"{what}: forbidden character U+{ord(found.group()):04X}")
 
 
 def validate_topic_name(topic: str) -> None:
@@ -640,22 +640,27 @@ class Decoder:
             raise self._error
         self._buf += data
         packets: list[Packet] = []
+        pos = 0
         try:
+            # Parse at an offset and trim once: trimming per packet would move the buffer per packet.
             while True:
-                packet = self._next()
-                if packet is None:
-                    return packets
+                parsed = self._next(pos)
+                if parsed is None:
+                    break
+                packet, pos = parsed
                 packets.append(packet)
         except MalformedPacketError as exc:
             self._error = exc
             self._buf.clear()
             raise
+        del self._buf[:pos]
+        return packets
 
-    def _next(self) -> Packet | None:
+    def _next(self, pos: int) -> tuple[Packet, int] | None:
         buf = self._buf
-        if not buf:
+        if pos >= len(buf):
             return None
-        first = buf[0]
+        first = buf[pos]
         try:
             kind = PacketType(first >> 4)
         except ValueError:
@@ -665,14 +670,12 @@ class Decoder:
             raise MalformedPacketError(f"{kind.name}: fixed header flags {flags:#x} invalid")
         length = 0
         multiplier = 1
-        index = 1
+        index = pos + 1
         while True:
-            if index >= len(buf):
-                if index > 4:
-                    raise MalformedPacketError(f"{kind.name}: remaining length longer than four bytes")
-                return None
-            if index > 4:
+            if index - pos > 4:
                 raise MalformedPacketError(f"{kind.name}: remaining length longer than four bytes")
+            if index >= len(buf):
+                return None
             digit = buf[index]
             length += (digit & 0x7F) * multiplier
             multiplier *= 128
@@ -686,5 +689,4 @@ class Decoder:
         if len(buf) < index + length:
             return None
         body = bytes(buf[index : index + length])
-        del buf[: index + length]
-        return _decode_body(kind, flags, body)
+        return _decode_body(kind, flags, body), index + length
