@@ -41,6 +41,7 @@ def test_upstream_subscription_set() -> None:
         ({"mqtt_server_external": "ssl://127.0.0.1:8883"}, "only tcp://host:port"),
         ({"mqtt_server_internal": "tcp://127.0.0.1:99999"}, "port"),
         ({"mqtt_server_external": "tcp://:1883"}, "needs a host"),
+        ({"mqtt_session_queue_size": 10**9}, "mqttSessionQueueSize"),
     ],
 )
 def test_config_errors_name_the_problem(changes: dict[str, object], reason: str) -> None:
@@ -114,4 +115,8 @@ async def test_bad_messages_are_skipped_and_missing_twin_is_survived(
     msg = await hub.next()
     assert (msg.route.resource, msg.content) == ("ns/user/after", "ok")
     assert hive.restarts("eventbus") == 0
+    # Upstream's client ids: hub-client-sub|pub-<first 10 digits of Unix ms>.
+    assert bus.broker is not None
+    stamp = str(hive.now_ms())[:10]
+    assert {f"hub-client-sub-{stamp}", f"hub-client-pub-{stamp}"} <= set(bus.broker.state.sessions)
     hive.shutdown(hard=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kubeedge.edge.eventbus.sessions import BrokerState, Delivery, Session
 from kubeedge.kit import limits
@@ -93,3 +95,45 @@ def test_subscription_limit_refuses_extra_filters() -> None:
 def test_queue_size_is_validated() -> None:
     with pytest.raises(ValueError, match="mqttSessionQueueSize 0"):
         BrokerState(session_queue_size=0)
+
+
+@given(
+    st.integers(1, 30),
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("publish"), st.integers(0, 1)),
+            st.tuples(st.just("take"), st.just(0)),
+            st.tuples(st.just("ack"), st.integers(0, 40)),
+            st.tuples(st.just("reconnect"), st.just(0)),
+        ),
+        max_size=200,
+    ),
+)
+def test_session_bounds_and_accounting_hold(queue_size: int, ops: list[tuple[str, int]]) -> None:
+    session = Session("s", clean=False, queue_size=queue_size, connected=True)
+    enqueued = delivered_q0 = acked = 0
+    sent: list[int] = []
+    for op, arg in ops:
+        if op == "publish":
+            session.enqueue(Delivery("t", b"", arg))
+            enqueued += 1
+        elif op == "take":
+            for pub in session.take():
+                if pub.qos == 0:
+                    delivered_q0 += 1
+                else:
+                    assert pub.packet_id is not None
+                    sent.append(pub.packet_id)
+        elif op == "ack" and sent:
+            pid = sent.pop(arg % len(sent))
+            acked += session.acknowledge(pid)
+        elif op == "reconnect":
+            again = session.resend()
+            assert all(p.dup for p in again)
+            assert [p.packet_id for p in again] == list(session.inflight)
+        assert len(session.queue) <= queue_size
+        assert len(session.inflight) <= limits.MQTT_MAX_INFLIGHT
+        assert all(1 <= pid <= 0xFFFF for pid in session.inflight)
+        # Nothing is lost silently: every message is queued, in flight, delivered or counted as dropped.
+        total = len(session.queue) + len(session.inflight) + delivered_q0 + acked + session.dropped
+        assert total == enqueued

@@ -159,11 +159,6 @@ class Broker:
             if target is not None:
                 target.wake.set()
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
-        """Publish from inside the process (no connection); raises ``MalformedPacketError`` for a bad topic."""
-        mqtt.validate_topic_name(topic)
-        self._route(mqtt.Publish(topic, payload, min(qos, 1), retain))
-
     async def _send(self, conn: _Conn, packets: list[mqtt.Packet]) -> None:
         data = b"".join(mqtt.encode(p) for p in packets)
         async with conn.send_lock:

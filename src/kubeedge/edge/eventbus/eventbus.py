@@ -171,6 +171,11 @@ class EventBus:
             )
         if cfg.mqtt_mode not in (MQTT_MODE_INTERNAL, MQTT_MODE_BOTH, MQTT_MODE_EXTERNAL):
             raise ValueError(f"modules.eventBus.mqttMode {cfg.mqtt_mode!r}: must be 0, 1 or 2")
+        queue = cfg.mqtt_session_queue_size
+        if not 1 <= queue <= limits.MQTT_MAX_SESSION_QUEUE:
+            raise ValueError(
+                f"modules.eventBus.mqttSessionQueueSize {queue!r}: must be in 1..{limits.MQTT_MAX_SESSION_QUEUE}"
+            )
         self.cfg = cfg
         self.store = store
         self.node_name = node_name
