@@ -138,3 +138,6 @@ not hold its broker task (and the memory of its queue) forever."""
 
 MQTT_ACK_TIMEOUT: Final = 10.0
 """Seconds EventBus's client waits for CONNACK/SUBACK/UNSUBACK before it gives the connection up."""
+
+MAX_TLS_FILE_BYTES: Final = 1 * MiB
+"""Largest PEM file (CA bundle, certificate, key) read from config paths; a system CA bundle is ~220 KiB."""

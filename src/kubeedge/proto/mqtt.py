@@ -630,7 +630,7 @@ class Decoder:
         """Bytes held for an incomplete packet."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[Packet]:
+    def feed(self, data: bytes | bytearray) -> list[Packet]:
         """Add ``data`` and return every packet now complete, in order.
 
         Raises :class:`MalformedPacketError` on the first malformed packet (packets before it in the

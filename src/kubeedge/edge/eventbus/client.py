@@ -1,6 +1,6 @@
 """EventBus's MQTT 3.1.1 client on trio, over the sans-io codec of :mod:`kubeedge.proto.mqtt`.
 
-Owns one TCP connection to a broker: the CONNECT handshake, keepalive pings, SUBSCRIBE/UNSUBSCRIBE
+Owns one TCP (optionally TLS) connection to a broker: the CONNECT handshake, keepalive pings, SUBSCRIBE/UNSUBSCRIBE
 with their acknowledgements, QoS 0/1 publishing with a bounded in-flight window, and the stream of
 received messages (QoS 1 ones are acknowledged once the consumer has taken them: at least once).
 
@@ -17,9 +17,11 @@ from the broker, an acknowledgement that does not come within
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import urlsplit
 
 import trio
@@ -28,6 +30,7 @@ from kubeedge.kit import limits, log
 from kubeedge.proto import mqtt
 
 __all__ = [
+    "BrokerAddress",
     "Client",
     "ConnectionLostError",
     "ConnectionRefusedByBroker",
@@ -52,21 +55,34 @@ class ConnectionRefusedByBroker(ConnectionLostError):
         self.code = code
 
 
-def parse_broker_url(url: str) -> tuple[str, int]:
-    """``tcp://host:port`` (upstream's mqttServerExternal/Internal form) -> (host, port).
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where a broker listens, from an upstream-style URL."""
 
-    Raises :class:`ValueError` naming the URL for any other scheme, a missing host or a bad port.
+    host: str
+    port: int
+    tls: bool
+    """The scheme asks for TLS (``ssl://``, ``tls://``, ``mqtts://``)."""
+
+
+_SCHEMES: Final = {"tcp": False, "mqtt": False, "ssl": True, "tls": True, "mqtts": True}
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """``tcp://host:port`` (or ``ssl://``/``tls://`` for TLS), upstream's mqttServerExternal form.
+
+    Raises :class:`ValueError` naming the URL for another scheme, a missing host or a bad port.
     """
     parts = urlsplit(url)
-    if parts.scheme != "tcp":
-        raise ValueError(f"MQTT broker URL {url!r}: only tcp://host:port is supported")
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(f"MQTT broker URL {url!r}: scheme must be tcp://, ssl:// or tls:// (host:port)")
     try:
         port = parts.port
     except ValueError:
         raise ValueError(f"MQTT broker URL {url!r}: port is not a number in 0..65535") from None
     if not parts.hostname or port is None:
         raise ValueError(f"MQTT broker URL {url!r}: needs a host and a port")
-    return parts.hostname, port
+    return BrokerAddress(parts.hostname, port, _SCHEMES[parts.scheme])
 
 
 @dataclass(eq=False)
@@ -79,7 +95,7 @@ class Client:
     """A connected MQTT client; get one from :func:`open_client`."""
 
     def __init__(
-        self, stream: trio.SocketStream, client_id: str, keepalive: int, max_packet_bytes: int
+        self, stream: trio.abc.Stream, client_id: str, keepalive: int, max_packet_bytes: int
     ) -> None:
         self.client_id = client_id
         self.keepalive = keepalive
@@ -248,15 +264,25 @@ async def open_client(
     username: str | None = None,
     password: bytes | None = None,
     max_packet_bytes: int = limits.MQTT_MAX_PACKET_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Client]:
-    """Connect, yield a :class:`Client`, and disconnect cleanly when the block ends.
+    """Connect (over TLS when ``ssl_context`` is given), yield a :class:`Client`, disconnect at the end.
 
     If the connection is lost while the block runs, the block is cancelled and
     :class:`ConnectionLostError` is raised from the ``async with``.
     """
+    stream: trio.abc.Stream
     with trio.fail_after(limits.MQTT_ACK_TIMEOUT):
         stream = await trio.open_tcp_stream(host, port)
     try:
+        if ssl_context is not None:
+            stream = trio.SSLStream(stream, ssl_context, server_hostname=host)
+            try:
+                with trio.fail_after(limits.MQTT_ACK_TIMEOUT):
+                    await stream.do_handshake()
+            except (trio.TooSlowError, trio.BrokenResourceError) as exc:
+                cause = exc.__cause__ or exc
+                raise ConnectionLostError(f"TLS handshake with {host}:{port} failed: {cause!r}") from None
         client = Client(stream, client_id, keepalive, max_packet_bytes)
         connect = mqtt.Connect(client_id, clean_session, keepalive, will, username, password)
         await client._send(connect)

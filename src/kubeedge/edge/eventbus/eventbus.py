@@ -4,7 +4,9 @@ Owns the broker links of the configured ``mqttMode`` (0: run the internal broker
 ``mqttServerInternal`` and link to it; 1: that and the external broker; 2, the default: link to
 ``mqttServerExternal``). Each link is two MQTT connections, as upstream: ``hub-client-sub-<10 digits of
 Unix ms>`` (clean session, subscribes at QoS 1) and ``hub-client-pub-<...>`` (publishes at QoS 1 without
-retain to the external broker; ``mqttQOS``/``mqttRetain`` to the internal one).
+retain to the external broker; ``mqttQOS``/``mqttRetain`` to the internal one). The external broker is
+reached over TLS when ``eventBusTLS.enable`` (CA, client certificate and key from its files) or when its
+URL says ``ssl://``/``tls://`` (system CAs unless ``eventBusTLS`` is enabled).
 
 Routing, as upstream's ``OnSubMessageReceived``:
 
@@ -23,7 +25,8 @@ again after every reconnection; links reconnect forever with full-jitter backoff
 while a pub connection is down its messages wait in a queue of
 :data:`~kubeedge.kit.limits.EVENTBUS_PUBLISH_QUEUE` (oldest dropped first; upstream drops them all).
 
-Failures: a bad config (URL, TLS asked for) raises :class:`ValueError` at start; a broker that cannot be
+Failures: a bad config (URL, queue size, unreadable ``eventBusTLS`` files) raises :class:`ValueError` from
+the constructor; a broker that cannot be
 reached is retried and logged, never fatal; a message for a group that is not running (no DeviceTwin) is
 logged and dropped; a bad inbox message is logged and skipped.
 """
@@ -32,9 +35,11 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import trio
@@ -125,6 +130,7 @@ class _Link:
     port: int
     qos: int
     retain: bool
+    tls: ssl.SSLContext | None = None
     outbox: deque[tuple[str, bytes]] = field(
         default_factory=lambda: deque(maxlen=limits.EVENTBUS_PUBLISH_QUEUE)
     )
@@ -165,10 +171,6 @@ class EventBus:
         node_name: str = "",
         clock: Callable[[], int] | None = None,
     ) -> None:
-        if cfg.event_bus_tls.enable:
-            raise ValueError(
-                "modules.eventBus.eventBusTLS.enable: TLS to the MQTT broker is not supported yet"
-            )
         if cfg.mqtt_mode not in (MQTT_MODE_INTERNAL, MQTT_MODE_BOTH, MQTT_MODE_EXTERNAL):
             raise ValueError(f"modules.eventBus.mqttMode {cfg.mqtt_mode!r}: must be 0, 1 or 2")
         queue = cfg.mqtt_session_queue_size
@@ -186,7 +188,14 @@ class EventBus:
         self._extra: list[str] = []
         # Validate URLs now: a typo is a config error, not a reconnect loop.
         self._internal = parse_broker_url(cfg.mqtt_server_internal)
+        if self._internal.tls:
+            raise ValueError(
+                f"modules.eventBus.mqttServerInternal {cfg.mqtt_server_internal!r}: must be tcp://"
+            )
         self._external = parse_broker_url(cfg.mqtt_server_external)
+        self._external_tls: ssl.SSLContext | None = None
+        if cfg.mqtt_mode != MQTT_MODE_INTERNAL and (cfg.event_bus_tls.enable or self._external.tls):
+            self._external_tls = _tls_context(cfg.event_bus_tls)
 
     async def run(
         self, ctx: beehive.Context, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -202,7 +211,7 @@ class EventBus:
         async with trio.open_nursery() as nursery:
             self.links = []
             if mode in (MQTT_MODE_INTERNAL, MQTT_MODE_BOTH):
-                host, port = self._internal
+                host, port = self._internal.host, self._internal.port
                 self.broker = Broker(session_queue_size=self.cfg.mqtt_session_queue_size)
                 self.internal_port = await nursery.start(self.broker.serve, host, port)
                 connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
@@ -211,8 +220,8 @@ class EventBus:
                     _Link("internal", connect_host, self.internal_port, qos, self.cfg.mqtt_retain)
                 )
             if mode in (MQTT_MODE_BOTH, MQTT_MODE_EXTERNAL):
-                host, port = self._external
-                self.links.append(_Link("external", host, port, 1, False))
+                ext = self._external
+                self.links.append(_Link("external", ext.host, ext.port, 1, False, self._external_tls))
             for link in self.links:
                 nursery.start_soon(self._run_sub, ctx, link, sub_id)
                 nursery.start_soon(self._run_pub, link, pub_id)
@@ -242,7 +251,7 @@ class EventBus:
             began = trio.current_time()
             try:
                 async with open_client(
-                    link.host, link.port, client_id=client_id, keepalive=KEEPALIVE
+                    link.host, link.port, client_id=client_id, keepalive=KEEPALIVE, ssl_context=link.tls
                 ) as client:
                     await _subscribe_all(client, self.topics())
                     link.sub = client
@@ -281,7 +290,7 @@ class EventBus:
             began = trio.current_time()
             try:
                 async with open_client(
-                    link.host, link.port, client_id=client_id, keepalive=KEEPALIVE
+                    link.host, link.port, client_id=client_id, keepalive=KEEPALIVE, ssl_context=link.tls
                 ) as client:
                     while True:
                         while link.outbox:
@@ -385,3 +394,36 @@ def _payload(content: Any) -> bytes:
     if isinstance(content, bytes):
         return content
     return json.dumps(content, separators=(",", ":")).encode("utf-8")
+
+
+def _tls_context(tls: config.EventBusTLS) -> ssl.SSLContext:
+    """Client TLS for the external broker: ``eventBusTLS`` files when enabled, the system CAs otherwise."""
+    if not tls.enable:
+        return ssl.create_default_context()
+    files = {
+        "tlsMqttCAFile": tls.tls_mqtt_ca_file,
+        "tlsMqttCertFile": tls.tls_mqtt_cert_file,
+        "tlsMqttPrivateKeyFile": tls.tls_mqtt_private_key_file,
+    }
+    for key, name in files.items():
+        try:
+            size = Path(name).stat().st_size
+        except OSError as exc:
+            raise ValueError(f"modules.eventBus.eventBusTLS.{key} {name!r}: {exc.strerror}") from None
+        if size > limits.MAX_TLS_FILE_BYTES:
+            raise ValueError(
+                f"modules.eventBus.eventBusTLS.{key} {name!r}: {size} bytes, over {limits.MAX_TLS_FILE_BYTES}"
+            )
+    try:
+        context = ssl.create_default_context(cafile=tls.tls_mqtt_ca_file)
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"modules.eventBus.eventBusTLS.tlsMqttCAFile {tls.tls_mqtt_ca_file!r}: {exc}"
+        ) from None
+    try:
+        context.load_cert_chain(tls.tls_mqtt_cert_file, tls.tls_mqtt_private_key_file)
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"modules.eventBus.eventBusTLS.tlsMqttCertFile/tlsMqttPrivateKeyFile {tls.tls_mqtt_cert_file!r}: {exc}"
+        ) from None
+    return context
