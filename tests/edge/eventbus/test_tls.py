@@ -148,3 +148,40 @@ def test_internal_broker_url_must_be_plain() -> None:
     cfg = dataclasses.replace(config.EventBus(), mqtt_mode=0, mqtt_server_internal="ssl://127.0.0.1:1884")
     with pytest.raises(ValueError, match="mqttServerInternal"):
         EventBus(cfg)
+
+
+async def test_username_and_password(nursery: trio.Nursery, tmp_path: Path, store: MetaStore) -> None:
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "edge", "s3cret"], check=True, timeout=30)
+    port = free_port()
+    conf = tmp_path / "auth.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\npersistence false\n"
+        "user root\n"  # see tls_mosquitto
+    )
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await trio.to_thread.run_sync(wait_for_port, "127.0.0.1", port, 15)
+        cfg = dataclasses.replace(
+            config.EventBus(),
+            mqtt_server_external=f"tcp://127.0.0.1:{port}",
+            mqtt_username="edge",
+            mqtt_password="s3cret",
+        )
+        bus = EventBus(cfg, store=store)
+        hub = Recorder("websocket", "hub")
+        hive = beehive.Beehive([Recorder("twin", "twin"), hub, bus])
+        with trio.fail_after(DEADLINE):
+            await nursery.start(hive.run)
+        edge = Edge(hive, bus, Recorder("t", "t"), hub, "127.0.0.1", port, "auth", store)
+        await edge.connected()
+        with trio.fail_after(DEADLINE):
+            cmd = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", "edge", "-P", "s3cret"]
+            await trio.run_process([*cmd, "-q", "1", "-t", "ns/user/x", "-m", "authed"])
+        msg = await hub.next()
+        assert msg.content == "authed"
+        hive.shutdown(hard=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -239,6 +239,12 @@ class EventBus:
                         error=str(exc),
                     )
 
+    def _credentials(self) -> dict[str, Any]:
+        # mqttUsername/mqttPassword, as upstream's HubClientInit sets them (both brokers; empty = anonymous).
+        if not self.cfg.mqtt_username:
+            return {}
+        return {"username": self.cfg.mqtt_username, "password": self.cfg.mqtt_password.encode() or None}
+
     # --- MQTT -> bus -------------------------------------------------------------------------------------
 
     def topics(self) -> list[str]:
@@ -251,7 +257,12 @@ class EventBus:
             began = trio.current_time()
             try:
                 async with open_client(
-                    link.host, link.port, client_id=client_id, keepalive=KEEPALIVE, ssl_context=link.tls
+                    link.host,
+                    link.port,
+                    client_id=client_id,
+                    keepalive=KEEPALIVE,
+                    ssl_context=link.tls,
+                    **self._credentials(),
                 ) as client:
                     await _subscribe_all(client, self.topics())
                     link.sub = client
@@ -290,7 +301,12 @@ class EventBus:
             began = trio.current_time()
             try:
                 async with open_client(
-                    link.host, link.port, client_id=client_id, keepalive=KEEPALIVE, ssl_context=link.tls
+                    link.host,
+                    link.port,
+                    client_id=client_id,
+                    keepalive=KEEPALIVE,
+                    ssl_context=link.tls,
+                    **self._credentials(),
                 ) as client:
                     while True:
                         while link.outbox:
