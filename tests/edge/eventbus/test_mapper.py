@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import queue
 import subprocess
+import threading
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -18,6 +20,7 @@ import trio
 from kubeedge.edge.eventbus.eventbus import EventBus
 from kubeedge.edge.metamanager.store import MetaStore
 from kubeedge.kit import beehive
+from kubeedge.proto.message import Message
 
 from .conftest import DEADLINE, Edge, Mosquitto, Recorder, eventbus_config
 
@@ -34,6 +37,30 @@ def paho_publish(host: str, port: int, topic: str, payload: bytes, qos: int = 1)
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+class PahoSubscriber:
+    """A paho-mqtt mapper subscribed to one topic (SUBACK received) whose messages land in a queue."""
+
+    def __init__(self, host: str, port: int, topic: str) -> None:
+        self.messages: queue.Queue[tuple[str, bytes, int]] = queue.Queue()
+        self._subscribed = threading.Event()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="mapper-sub")
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload, m.qos))
+        self.client.connect(host, port, keepalive=10)
+        self.client.loop_start()
+        if not self._subscribed.wait(DEADLINE):
+            self.close()
+            raise TimeoutError("paho subscriber got no SUBACK")
+
+    def next(self) -> tuple[str, bytes, int]:
+        return self.messages.get(timeout=DEADLINE)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 async def mosquitto_pub(port: int, topic: str, payload: str) -> None:
@@ -222,3 +249,24 @@ async def test_resubscribes_after_mosquitto_restart(
     await edge.from_cloud("publish", "ns1/command", "go")
     assert "ns1/command go" in await sub.lines()
     hive.shutdown(hard=True)
+
+
+async def test_twin_publish_reaches_a_paho_mapper(edge: Edge) -> None:
+    topic = "$hw/events/device/default/thermometer/twin/update/result"
+    mapper = await trio.to_thread.run_sync(PahoSubscriber, edge.host, edge.port, topic)
+    try:
+        msg = Message.new(
+            source="twin",
+            group="twin",
+            operation="publish",
+            resource=topic,
+            content='{"event_id":"e1","twin":{}}',
+            now_ms=edge.hive.now_ms(),
+        )
+        await edge.hive.bus.send("eventbus", msg)
+        got_topic, payload, qos = await trio.to_thread.run_sync(mapper.next)
+    finally:
+        await trio.to_thread.run_sync(mapper.close)
+    assert got_topic == topic
+    assert json.loads(payload) == {"event_id": "e1", "twin": {}}
+    assert qos == 1  # external: always QoS 1; internal: mqttQOS, 1 in this config
