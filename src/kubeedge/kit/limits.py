@@ -145,3 +145,48 @@ EDGED_PROBE_OUTPUT_BYTES: Final = 10 * KiB
 
 EDGED_HTTP_PROBE_BYTES: Final = 10 * KiB
 """Bytes of an httpGet probe response read before deciding (kubelet reads at most 10 KiB)."""
+
+# --- MQTT (EventBus, edge broker) --------------------------------------------------------------------
+MQTT_MAX_TOPIC_BYTES: Final = 1024
+"""Longest MQTT topic name or filter; mirrors ``proto.mqtt.MAX_TOPIC_BYTES`` (a test keeps them equal). KubeEdge's
+longest device topic is about 350 bytes."""
+
+MQTT_MAX_CLIENT_ID_BYTES: Final = 256
+"""Longest MQTT client id; mirrors ``proto.mqtt.MAX_CLIENT_ID_BYTES``."""
+
+MQTT_MAX_PACKET_BYTES: Final = 1 * MiB
+"""Largest MQTT packet the broker and EventBus's client accept. Twin documents are a few KiB; upstream's gomqtt
+broker has no bound at all, which lets one client make the broker hold 256 MiB."""
+
+MQTT_MAX_CLIENTS: Final = 1000
+"""Connections the edge broker serves at once; mappers and apps on one node are a handful. Past it a new
+connection is closed at once so the ones already served keep working."""
+
+MQTT_MAX_SUBSCRIPTIONS: Final = 1024
+"""Subscriptions one client may hold; a mapper subscribes a few topics per device."""
+
+MQTT_MAX_RETAINED: Final = 10_000
+"""Retained messages the edge broker keeps; past it, new retained topics are published but not retained."""
+
+MQTT_MAX_INFLIGHT: Final = 20
+"""Unacknowledged QoS 1 messages towards one client (mosquitto's max_inflight_messages default)."""
+
+MQTT_CONNECT_TIMEOUT: Final = 10.0
+"""Seconds a new connection has to send CONNECT before it is closed (a silent socket must not hold a slot)."""
+
+MQTT_MAX_SESSION_QUEUE: Final = 100_000
+"""Largest mqttSessionQueueSize accepted; each slot may hold a message of up to MQTT_MAX_PACKET_BYTES."""
+
+EVENTBUS_PUBLISH_QUEUE: Final = 100
+"""Messages EventBus holds for a broker it is not connected to (upstream holds none: it drops them). The oldest
+is dropped first."""
+
+MQTT_SEND_TIMEOUT: Final = 30.0
+"""Seconds an MQTT peer may take to accept one write before it is dropped: a client that stops reading must
+not hold its broker task (and the memory of its queue) forever."""
+
+MQTT_ACK_TIMEOUT: Final = 10.0
+"""Seconds EventBus's client waits for CONNACK/SUBACK/UNSUBACK before it gives the connection up."""
+
+MAX_TLS_FILE_BYTES: Final = 1 * MiB
+"""Largest PEM file (CA bundle, certificate, key) read from config paths; a system CA bundle is ~220 KiB."""
