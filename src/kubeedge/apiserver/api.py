@@ -217,6 +217,14 @@ class Api:
         res, ns, name, sub = target.res, target.namespace, target.name, target.sub
         if sub is not None and sub not in res.subresources:
             raise _page_not_found()
+        if res.plural == "bindings":
+            if req.method != "POST" or name is not None or ns is None:
+                raise errors.method_not_allowed("bindings only support create")
+            body = self._decode(req)
+            pod_name = ((body if isinstance(body, dict) else {}).get("metadata") or {}).get("name")
+            pods = self.registry.lookup("", "v1", "pods")
+            assert pods is not None
+            return self._bind(_Target(pods, ns, str(pod_name or ""), "binding"), body)
         if req.method == "GET":
             if name is None:
                 if watch:

@@ -82,6 +82,7 @@ BUILTIN: tuple[Resource, ...] = (
     Resource(CORE, "v1", "nodes", "Node", False, "node", ("no",), ("status",), field_labels=("spec.unschedulable",)),
     Resource(CORE, "v1", "pods", "Pod", True, "pod", ("po",), ("status", "binding"), ("all",),
              field_labels=_POD_FIELDS),
+    Resource(CORE, "v1", "bindings", "Binding", True, "binding", verbs=("create",)),
     Resource(CORE, "v1", "configmaps", "ConfigMap", True, "configmap", ("cm",)),
     Resource(CORE, "v1", "secrets", "Secret", True, "secret", (), field_labels=("type",)),
     Resource(CORE, "v1", "services", "Service", True, "service", ("svc",), ("status",), ("all",)),

@@ -55,6 +55,8 @@ class Settings:
     """Run the built-in scheduler (embedded control plane mode)."""
     bookmark_interval_s: float = 60.0
     """Seconds between BOOKMARK events on watches that allow them (kube-apiserver: about a minute)."""
+    watch_window: int = limits.APISERVER_WATCH_WINDOW
+    """Change events kept for watch resumption; older resourceVersions get 410 Gone."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
@@ -64,6 +66,8 @@ class Settings:
             raise ValueError(f"maxRequestBodyBytes must be 1 KiB..64 MiB, not {self.max_body_bytes}")
         if not self.address:
             raise ValueError("address must not be empty")
+        if not 1 <= self.watch_window <= 10 * limits.APISERVER_WATCH_WINDOW:
+            raise ValueError(f"watch window must be 1..{10 * limits.APISERVER_WATCH_WINDOW}, not {self.watch_window}")
         if self.bookmark_interval_s <= 0:
             raise ValueError("bookmark interval must be positive")
 
@@ -138,7 +142,7 @@ async def serve(
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     pki = await trio.to_thread.run_sync(pki_mod.ensure, data_dir / "pki", settings.address)
-    store = Store(data_dir / "state.db")
+    store = Store(data_dir / "state.db", window=settings.watch_window)
     try:
         api = Api(
             store, token=pki.token, signing_key=pki.signing_key, now=time.time, rng=random.SystemRandom()
