@@ -27,6 +27,9 @@ from kubeedge.kit import limits, log
 
 _log = log.get(__name__)
 _HANDSHAKE_TIMEOUT_S = 10.0
+# A client that streams an oversized body before reading gets our 413 only if we read what it sends;
+# we read at most limits.APISERVER_DISCARD_MAX_BYTES for at most this long, then close.
+_DISCARD_TIMEOUT_S = 5.0
 
 
 class ChangeSignal:
@@ -117,6 +120,7 @@ class Connection:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             await self._respond(error_response(errors.too_large(self.max_body)), close=True)
+            await self._discard(int(length))
             return False
         body = bytearray()
         while True:
@@ -143,6 +147,19 @@ class Connection:
             return False
         await self._respond(result)
         return True
+
+    async def _discard(self, length: int) -> None:
+        """Read and drop a rejected body for a short while, so clients that send it all see our 413."""
+        remaining = min(length, limits.APISERVER_DISCARD_MAX_BYTES)
+        with trio.move_on_after(_DISCARD_TIMEOUT_S):
+            while remaining > 0:
+                try:
+                    data = await self.stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                if not data:
+                    return
+                remaining -= len(data)
 
     async def _respond(self, resp: Response, *, close: bool = False) -> None:
         headers = [
