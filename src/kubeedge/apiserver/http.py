@@ -170,9 +170,16 @@ class Connection:
         ]
         if close:
             headers.append(("Connection", "close"))
-        await self._send(h11.Response(status_code=resp.status, headers=headers))
-        await self._send(h11.Data(data=resp.body))
-        await self._send(h11.EndOfMessage())
+        # One write per response: fewer TLS records and syscalls than one per h11 event.
+        data = b"".join(
+            self.conn.send(event) or b""
+            for event in (h11.Response(status_code=resp.status, headers=headers), h11.Data(data=resp.body),
+                          h11.EndOfMessage())
+        )  # fmt: skip
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _Closed() from None
 
     async def _watch(self, watch: Watch) -> None:
         await self._send(
