@@ -106,15 +106,13 @@ def run(pods: int, watch_events: int) -> dict[str, Any]:
 
             def watcher() -> None:
                 w = watch.Watch()
-                seen = 0
                 wcore = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
-                for ev in w.stream(wcore.list_namespaced_config_map, "default", resource_version=start_rv,
-                                   label_selector="bench=watch", timeout_seconds=120):  # fmt: skip
+                for seen, ev in enumerate(w.stream(wcore.list_namespaced_config_map, "default", resource_version=start_rv,
+                                   label_selector="bench=watch", timeout_seconds=120), start=1):  # fmt: skip
                     now = time.perf_counter()
                     name = ev["object"].metadata.name
                     with lock:
                         latencies.append(now - sent[name])
-                    seen += 1
                     if seen == watch_events:
                         w.stop()
 
