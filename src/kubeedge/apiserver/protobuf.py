@@ -177,5 +177,7 @@ def decode(body: bytes) -> dict[str, Any]:
         obj = {"apiVersion": api_version, "kind": kind, "metadata": _meta((fields.get(1) or [b""])[-1])}
         obj.update(decoder(fields))
         return obj
-    except UnicodeDecodeError as exc:
-        raise ProtobufError(f"invalid UTF-8 in a string field: {exc}") from None
+    except ProtobufError:
+        raise
+    except (ValueError, TypeError) as exc:  # bad UTF-8, a varint where bytes belong, ...
+        raise ProtobufError(f"malformed protobuf body: {exc}") from None
