@@ -50,6 +50,23 @@ def test_unsupported_kind_and_garbage() -> None:
         protobuf.decode(protobuf.MAGIC + b"\x0a\xff\xff")
 
 
+def test_pod_with_unsupported_field_is_refused_not_trimmed() -> None:
+    container = (
+        _field(1, b"c") + _field(2, b"img") + _field(9, _field(1, b"vol"))
+    )  # volumeMounts: unsupported
+    spec = _field(2, container)
+    body = (
+        protobuf.MAGIC
+        + _field(1, _field(1, b"v1") + _field(2, b"Pod"))
+        + _field(2, _field(1, b"") + _field(2, spec))
+    )
+    with pytest.raises(protobuf.ProtobufError, match="Container field 9"):
+        protobuf.decode(body)
+    ok = _field(2, _field(2, _field(1, b"c") + _field(2, b"img")))
+    pod = protobuf.decode(protobuf.MAGIC + _field(1, _field(1, b"v1") + _field(2, b"Pod")) + _field(2, ok))
+    assert pod["spec"] == {"containers": [{"name": "c", "image": "img"}]}
+
+
 @given(st.binary(max_size=64))
 def test_random_bytes_fail_cleanly(data: bytes) -> None:
     with contextlib.suppress(protobuf.ProtobufError):

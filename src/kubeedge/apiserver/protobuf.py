@@ -1,9 +1,10 @@
 """Decoding of the Kubernetes protobuf envelope for the few kinds kubectl's typed commands send.
 
-``kubectl create namespace|configmap|secret|serviceaccount|token`` encode request
+``kubectl create namespace|configmap|secret|serviceaccount|token`` and ``kubectl run`` encode request
 bodies as ``application/vnd.kubernetes.protobuf`` (magic ``k8s\\0`` plus a
 ``runtime.Unknown`` wrapping the object). We decode exactly those kinds into
-their JSON form; anything else raises :class:`ProtobufError` and the API
+their JSON form (pods only for the fields ``kubectl run`` sets; any other
+non-empty field is refused, never dropped); anything else raises :class:`ProtobufError` and the API
 answers 415, so the client can send JSON instead. Pure functions; every
 length is checked against the input, so malformed bytes fail cleanly.
 """
@@ -153,11 +154,84 @@ def _token_request(f: Fields) -> dict[str, Any]:
     return {"spec": spec}
 
 
+def _only(f: Fields, known: set[int], what: str) -> None:
+    """Refuse messages carrying fields we do not decode, rather than silently dropping them."""
+    for n, values in f.items():
+        if n not in known and any(v not in (0, b"") for v in values):
+            raise ProtobufError(f"{what} field {n} is not supported in protobuf bodies; send JSON")
+
+
+def _quantity(raw: bytes) -> str:
+    return _str(parse(raw), 1) or "0"
+
+
+def _container(raw: bytes) -> dict[str, Any]:
+    f = parse(raw)
+    _only(f, {1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 16, 17, 18, 20}, "Container")
+    c: dict[str, Any] = {}
+    for n, key in ((1, "name"), (2, "image"), (5, "workingDir"), (13, "terminationMessagePath"),
+                   (14, "imagePullPolicy"), (20, "terminationMessagePolicy")):  # fmt: skip
+        if v := _str(f, n):
+            c[key] = v
+    for n, key in ((3, "command"), (4, "args")):
+        if n in f:
+            c[key] = _strs(f, n)
+    ports = []
+    for p in f.get(6, []):
+        pf = parse(p)
+        _only(pf, {1, 2, 3, 4, 5}, "ContainerPort")
+        port: dict[str, Any] = {"containerPort": int((pf.get(3) or [0])[-1])}
+        if name := _str(pf, 1):
+            port["name"] = name
+        if proto := _str(pf, 4):
+            port["protocol"] = proto
+        ports.append(port)
+    if ports:
+        c["ports"] = ports
+    env = []
+    for e in f.get(7, []):
+        ef = parse(e)
+        _only(ef, {1, 2}, "EnvVar")
+        env.append({"name": _str(ef, 1) or "", "value": _str(ef, 2) or ""})
+    if env:
+        c["env"] = env
+    if 8 in f:
+        rf = parse(f[8][-1])
+        _only(rf, {1, 2}, "ResourceRequirements")
+        res: dict[str, Any] = {}
+        for n, key in ((1, "limits"), (2, "requests")):
+            if (m := _map(rf, n, _quantity)) is not None:
+                res[key] = m
+        c["resources"] = res
+    for n, key in ((16, "stdin"), (17, "stdinOnce"), (18, "tty")):
+        if f.get(n) and f[n][-1]:
+            c[key] = True
+    return c
+
+
+def _pod(f: Fields) -> dict[str, Any]:
+    _only(f, {1, 2, 3}, "Pod")
+    spec: dict[str, Any] = {}
+    if 2 in f:
+        sf = parse(f[2][-1])
+        _only(sf, {2, 3, 4, 6, 7, 8, 10}, "PodSpec")
+        spec["containers"] = [_container(c) for c in sf.get(2, [])]
+        for n, key in ((3, "restartPolicy"), (6, "dnsPolicy"), (8, "serviceAccountName"), (10, "nodeName")):
+            if v := _str(sf, n):
+                spec[key] = v
+        if 4 in sf:
+            spec["terminationGracePeriodSeconds"] = int(sf[4][-1])
+        if (sel := _map(sf, 7, bytes.decode)) is not None:
+            spec["nodeSelector"] = sel
+    return {"spec": spec}
+
+
 _KINDS: dict[tuple[str, str], Callable[[Fields], dict[str, Any]]] = {
     ("v1", "Namespace"): _namespace,
     ("v1", "ConfigMap"): _configmap,
     ("v1", "Secret"): _secret,
     ("v1", "ServiceAccount"): _serviceaccount,
+    ("v1", "Pod"): _pod,
     ("authentication.k8s.io/v1", "TokenRequest"): _token_request,
 }
 
