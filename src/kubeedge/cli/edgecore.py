@@ -1,16 +1,23 @@
 """``edgecore``: the edge side (EdgeHub, MetaManager, Edged, EventBus, DeviceTwin, ServiceBus).
 
-For now the command handles its config (generate, check, load and summarise); the module runtime is wired in
-separately.
+Generates and checks its config, or loads it and runs the enabled modules (see :mod:`kubeedge.edge.app`) until
+SIGINT/SIGTERM. Start-up problems the operator can fix (bad config, unreadable certificates, a corrupt database)
+exit with one clear line, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import ssl
 from collections.abc import Sequence
 
+import trio
+
 from kubeedge.cli import common, configflags
-from kubeedge.kit import config, log
+from kubeedge.edge import app
+from kubeedge.edge.metamanager.store import StoreError
+from kubeedge.kit import beehive, config, log
 
 PROG = "edgecore"
 
@@ -58,4 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if enabled
         ),
     )
-    return 0
+    if modules.edge_hub.enable and not modules.edge_hub.websocket.server:
+        common.fail(
+            f"{args.config}: modules.edgeHub.websocket.server: must be set to CloudHub's host:port "
+            "(keadm join writes it)",
+            code=common.EXIT_USAGE,
+        )
+    try:
+        store = app.open_store(cfg)
+    except (StoreError, OSError) as exc:
+        common.fail(f"cannot open the edge database: {exc}")
+    try:
+        try:
+            built = app.build_modules(cfg, store)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            common.fail(f"cannot start edgecore: {exc}")
+        return trio.run(functools.partial(beehive.run_modules, built))
+    finally:
+        store.close()
