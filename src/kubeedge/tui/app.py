@@ -550,15 +550,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(socket_path: str, interval: float) -> int:
     """Run the TUI until the operator quits; returns the exit code."""
-    if not interval > 0:
-        raise SystemExit("--interval must be a positive number of seconds")
     EdgeStatusApp(socket_path, interval=interval).run()
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kubeedge-tui`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.interval > 0:
+        parser.error(f"--interval must be a positive number of seconds, got {args.interval:g}")
     return run(args.socket or DEFAULT_STATUS_SOCKET, args.interval)
 
 
