@@ -19,7 +19,7 @@ from kubeedge.edge.status.server import StatusServer
 from kubeedge.kit import status as s
 
 NOW = 1_795_000_000.0
-"""The fixed wall clock of the deterministic board (2026-11-18T07:46:40Z)."""
+"""The fixed wall clock of the deterministic board (2026-11-18T11:06:40Z)."""
 
 
 def short_socket_dir() -> str:

@@ -24,7 +24,8 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.css.query import NoMatches
+from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 import kubeedge
@@ -49,7 +50,7 @@ TABS: Final = ("overview", "pods", "devices", "link", "events")
 HELP_TEXT: Final = """\
 [b]kubeedge-py edge status[/b]
 
-  [b]1-5[/b], [b]tab[/b]   switch tabs (Overview, Pods, Devices, Link, Events)
+  [b]1-5[/b]        switch tabs (Overview, Pods, Devices, Link, Events)
   [b]up/down[/b]    move the row cursor
   [b]enter[/b]      details: a pod's containers and logs, a device's twins
   [b]/[/b]          filter the rows of the current table (escape clears)
@@ -75,6 +76,8 @@ class KeyedTable(DataTable[Any]):
         self._columns = tuple(columns)
         self._rows_now: dict[str, tuple[Any, ...]] = {}
         self.filter_text = ""
+        self.rebuilds = 0
+        """Times the rows were rebuilt (membership or filter changed); plain refreshes only update cells."""
 
     def on_mount(self) -> None:
         for name in self._columns:
@@ -91,6 +94,7 @@ class KeyedTable(DataTable[Any]):
         keys = [k for k, _ in wanted]
         if keys != list(self._rows_now):
             cursor_key = self._cursor_key()
+            self.rebuilds += 1
             self.clear()
             for key, cells in wanted:
                 self.add_row(*cells, key=key)
@@ -290,9 +294,14 @@ class EdgeStatusApp(App[None]):
         )
         yield Footer()
 
+    @property
+    def _main(self) -> Screen[Any]:
+        # The tabs live on the first screen; App.query_one would search a detail or help screen on top of it.
+        return self.screen_stack[0]
+
     def on_mount(self) -> None:
         self._render_header()
-        self.query_one("#overview-text", Static).update("connecting to edgecore…")
+        self._main.query_one("#overview-text", Static).update("connecting to edgecore…")
         self.action_refresh_now()
         self.set_interval(self.interval, self.action_refresh_now)
 
@@ -313,11 +322,17 @@ class EdgeStatusApp(App[None]):
             self.error = None
             self.snapshot = snap
         self.refreshes += 1
-        self._render_all()
+        if not self.is_running or not self.screen_stack:
+            return
+        try:
+            self._render_all()
+        except NoMatches:
+            # A refresh that completes while the app shuts down finds its widgets gone; nothing to show.
+            return
 
     def _render_all(self) -> None:
         self._render_header()
-        banner = self.query_one("#banner", Static)
+        banner = self._main.query_one("#banner", Static)
         if self.error is not None:
             banner.update(f"{self.error}\nretrying every {self.interval:g} s")
             banner.add_class("shown")
@@ -325,17 +340,19 @@ class EdgeStatusApp(App[None]):
             banner.remove_class("shown")
         snap = self.snapshot
         if snap is None:
-            self.query_one("#overview-text", Static).update(
+            self._main.query_one("#overview-text", Static).update(
                 Text("edgecore is not reachable; no status yet.", style="bold red")
             )
             return
         now = self.clock()
-        self.query_one("#overview-text", Static).update(self._overview(snap, now))
-        self.query_one("#pods-table", KeyedTable).set_rows([(p.uid, fmt.pod_row(p, now)) for p in snap.pods])
-        self.query_one("#devices-table", KeyedTable).set_rows(
+        self._main.query_one("#overview-text", Static).update(self._overview(snap, now))
+        self._main.query_one("#pods-table", KeyedTable).set_rows(
+            [(p.uid, fmt.pod_row(p, now)) for p in snap.pods]
+        )
+        self._main.query_one("#devices-table", KeyedTable).set_rows(
             [(d.id, fmt.device_row(d, now)) for d in snap.devices]
         )
-        self.query_one("#link-table", KeyedTable).set_rows(
+        self._main.query_one("#link-table", KeyedTable).set_rows(
             [(name, (name, value)) for name, value in fmt.link_rows(snap.link, now)]
         )
         rows: list[tuple[str, tuple[Any, ...]]] = []
@@ -346,10 +363,10 @@ class EdgeStatusApp(App[None]):
             cells = fmt.event_row(e, now)
             styled = (*cells[:1], Text(cells[1], style=_severity_style(e.severity)), *cells[2:])
             rows.append((f"{base}|{seen[base]}", styled))
-        self.query_one("#events-table", KeyedTable).set_rows(rows)
+        self._main.query_one("#events-table", KeyedTable).set_rows(rows)
 
     def _render_header(self) -> None:
-        header = self.query_one("#header", Static)
+        header = self._main.query_one("#header", Static)
         snap = self.snapshot
         now = self.clock()
         text = Text()
@@ -447,14 +464,14 @@ class EdgeStatusApp(App[None]):
     # --- actions ---------------------------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
         """Switch to ``tab``."""
-        self.query_one("#tabs", TabbedContent).active = tab
+        self._main.query_one("#tabs", TabbedContent).active = tab
         self._focus_table()
 
     def _current_table(self) -> KeyedTable | None:
-        active = self.query_one("#tabs", TabbedContent).active
+        active = self._main.query_one("#tabs", TabbedContent).active
         if active == "overview":
             return None
-        return self.query_one(f"#{active}-table", KeyedTable)
+        return self._main.query_one(f"#{active}-table", KeyedTable)
 
     def _focus_table(self) -> None:
         table = self._current_table()
@@ -463,7 +480,7 @@ class EdgeStatusApp(App[None]):
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
-        filt = self.query_one("#filter", Input)
+        filt = self._main.query_one("#filter", Input)
         table = self._current_table()
         filt.value = table.filter_text if table is not None else ""
         if not filt.value:
@@ -480,7 +497,7 @@ class EdgeStatusApp(App[None]):
         if table is None:
             self.notify("the Overview has nothing to filter; pick a table tab (2-5)", timeout=3)
             return
-        filt = self.query_one("#filter", Input)
+        filt = self._main.query_one("#filter", Input)
         filt.value = table.filter_text
         filt.add_class("shown")
         filt.disabled = False
@@ -501,12 +518,12 @@ class EdgeStatusApp(App[None]):
 
     def action_clear_filter(self) -> None:
         """Clear and hide the filter box."""
-        self.query_one("#filter", Input).value = ""
+        self._main.query_one("#filter", Input).value = ""
         self._hide_filter()
         self._focus_table()
 
     def _hide_filter(self) -> None:
-        filt = self.query_one("#filter", Input)
+        filt = self._main.query_one("#filter", Input)
         filt.remove_class("shown")
         filt.disabled = True
 
