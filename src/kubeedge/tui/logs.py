@@ -8,9 +8,10 @@ error, is returned as a one-line explanation instead of logs; nothing raises.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from kubeedge.kit import status as s
 
@@ -19,6 +20,8 @@ TAIL_LINES: Final = 20
 
 MAX_CONTAINERS: Final = 8
 """Containers whose logs are read per pod (newest first), bounding Docker calls per Enter key."""
+
+DEFAULT_DOCKER_HOST: Final = "unix:///var/run/docker.sock"
 
 CONTAINER_NAME_LABEL: Final = "io.kubeedge-py.container.name"
 """Docker label edged puts on a container with its Kubernetes container name (mirrors edged's runtime labels)."""
@@ -37,12 +40,23 @@ LogSource = Callable[[str], list[ContainerLog]]
 """``source(pod_uid)``: the recent logs of the pod's containers. Blocking; call it from a thread."""
 
 
-def docker_logs(pod_uid: str, *, client_factory: Callable[[], Any] | None = None) -> list[ContainerLog]:
-    """Logs of the Docker containers labelled with ``pod_uid`` (see :data:`kubeedge.kit.status.POD_UID_LABEL`)."""
+def docker_logs(pod_uid: str) -> list[ContainerLog]:
+    """Logs of the Docker containers labelled with ``pod_uid`` (see :data:`kubeedge.kit.status.POD_UID_LABEL`).
+
+    The engine is the one ``DOCKER_HOST`` names (default ``unix:///var/run/docker.sock``), as for ``docker``.
+    """
+    host = os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    if host.startswith("unix://") and not os.path.exists(host.removeprefix("unix://")):
+        # Checked first: the SDK leaks a socket per failed connection to a missing unix socket.
+        return [
+            ContainerLog(
+                "docker", error=f"Docker is not reachable: no socket at {host.removeprefix('unix://')}"
+            )
+        ]
     try:
         import docker  # imported here: the TUI starts (and works offline) without a Docker daemon
 
-        client = client_factory() if client_factory is not None else docker.from_env(timeout=5)
+        client = docker.from_env(timeout=5)
     except Exception as exc:  # no daemon, no permission, no SDK: say so instead of failing
         return [ContainerLog("docker", error=f"Docker is not reachable: {exc}")]
     try:
@@ -64,6 +78,4 @@ def docker_logs(pod_uid: str, *, client_factory: Callable[[], Any] | None = None
     except Exception as exc:
         return [ContainerLog("docker", error=f"Docker API error: {exc}")]
     finally:
-        close = getattr(client, "close", None)
-        if close is not None:
-            close()
+        client.close()
