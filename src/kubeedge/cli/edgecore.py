@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"else {DEFAULT_STATUS_SOCKET})",
     )
     tui.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default: 2)")
+    tui.add_argument(
+        "--ansi",
+        action="store_true",
+        help="draw with the terminal's 16 ANSI colours (automatic on 16-colour terminals)",
+    )
     return parser
 
 
@@ -46,7 +51,7 @@ def _tui(args: argparse.Namespace) -> int:
             socket_path = configflags.load(args, config.load_edgecore).modules.status_server.socket_path
     from kubeedge.tui import app  # Textual is imported only by this subcommand
 
-    return app.run(socket_path, args.interval)
+    return app.run(socket_path, args.interval, ansi=args.ansi)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

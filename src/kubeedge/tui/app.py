@@ -28,7 +28,6 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
-import kubeedge
 from kubeedge.kit import status as s
 from kubeedge.kit.config.edgecore import DEFAULT_STATUS_SOCKET
 from kubeedge.tui import format as fmt
@@ -46,6 +45,9 @@ CONTAINER_COLUMNS: Final = ("NAME", "STATE", "READY", "RESTARTS", "LAST TERMINAT
 TWIN_COLUMNS: Final = ("PROPERTY", "EXPECTED", "ACTUAL", "SYNC", "REPORTED")
 
 TABS: Final = ("overview", "pods", "devices", "link", "events")
+
+ANSI_THEME: Final = "ansi-dark"
+"""Textual theme drawn with the terminal's 16 ANSI colours, for plain terminals (and ``--ansi``)."""
 
 HELP_TEXT: Final = """\
 [b]kubeedge-py edge status[/b]
@@ -230,6 +232,9 @@ class EdgeStatusApp(App[None]):
     #banner.shown { display: block; }
     #filter { dock: bottom; display: none; }
     #filter.shown { display: block; }
+    EdgeStatusApp > Screen { overflow: hidden; }
+    #tabs { height: 1fr; }
+    #tabs TabPane { height: 1fr; padding: 0; }
     KeyedTable { height: 1fr; }
     #overview-text { padding: 0 1; }
     .modal-box { width: 96%; height: 90%; border: round $primary; background: $surface; padding: 0 1; }
@@ -260,8 +265,11 @@ class EdgeStatusApp(App[None]):
         interval: float = DEFAULT_INTERVAL,
         clock: Callable[[], float] = time.time,
         logs: LogSource | None = docker_logs,
+        ansi: bool | None = None,
     ) -> None:
         super().__init__()
+        self.ansi = ansi
+        """Use the terminal's own 16 ANSI colours: ``None`` decides from the terminal (16-colour ones get them)."""
         self.client = StatusClient(socket_path)
         self.interval = interval
         self.clock = clock
@@ -300,6 +308,9 @@ class EdgeStatusApp(App[None]):
         return self.screen_stack[0]
 
     def on_mount(self) -> None:
+        ansi = self.ansi if self.ansi is not None else self.console.color_system in ("standard", "windows")
+        if ansi:
+            self.theme = ANSI_THEME
         self._render_header()
         self._main.query_one("#overview-text", Static).update("connecting to edgecore…")
         self.action_refresh_now()
@@ -370,8 +381,7 @@ class EdgeStatusApp(App[None]):
         snap = self.snapshot
         now = self.clock()
         text = Text()
-        node = snap.node.name if snap is not None else "?"
-        text.append(node, style="bold")
+        text.append(snap.node.name if snap is not None else "node unknown", style="bold")
         text.append(" │ ")
         offline = False
         if self.error is not None:
@@ -384,14 +394,16 @@ class EdgeStatusApp(App[None]):
                 text.append(f"cloud connected{since}", style="bold")
             elif link.state is s.LinkState.DISABLED:
                 text.append("cloud link disabled")
+            elif link.state is s.LinkState.UNKNOWN:
+                text.append("cloud link not reported yet")
             else:
-                text.append(f"CLOUD OFFLINE{since} ({link.state})", style="bold")
+                retrying = ", reconnecting" if link.state is s.LinkState.CONNECTING else ""
+                text.append(f"CLOUD OFFLINE{since}{retrying}", style="bold")
                 offline = True
-        text.append(" │ ")
-        version = snap.node.kubeedge_py_version if snap is not None else kubeedge.__version__
-        text.append(f"kubeedge-py {version}")
-        if snap is not None and snap.node.edgecore_version:
-            text.append(f" (edgecore {snap.node.edgecore_version})")
+        if snap is not None:
+            text.append(f" │ kubeedge-py {snap.node.kubeedge_py_version}")
+            if snap.node.edgecore_version:
+                text.append(f" (edgecore {snap.node.edgecore_version})")
         header.update(text)
         header.set_class(offline, "offline")
 
@@ -555,7 +567,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--socket",
         default=None,
-        help=f"status socket of edgecore (default: statusServer.socketPath, else {DEFAULT_STATUS_SOCKET})",
+        metavar="PATH",
+        help=f"edgecore's status socket, modules.statusServer.socketPath (default: {DEFAULT_STATUS_SOCKET})",
     )
     parser.add_argument(
         "--interval",
@@ -563,11 +576,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_INTERVAL,
         help=f"seconds between refreshes (default: {DEFAULT_INTERVAL:g})",
     )
+    parser.add_argument(
+        "--ansi",
+        action="store_true",
+        help="draw with the terminal's 16 ANSI colours (automatic on 16-colour terminals)",
+    )
 
 
-def run(socket_path: str, interval: float) -> int:
+def run(socket_path: str, interval: float, *, ansi: bool = False) -> int:
     """Run the TUI until the operator quits; returns the exit code."""
-    EdgeStatusApp(socket_path, interval=interval).run()
+    EdgeStatusApp(socket_path, interval=interval, ansi=True if ansi else None).run()
     return 0
 
 
@@ -577,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.interval > 0:
         parser.error(f"--interval must be a positive number of seconds, got {args.interval:g}")
-    return run(args.socket or DEFAULT_STATUS_SOCKET, args.interval)
+    return run(args.socket or DEFAULT_STATUS_SOCKET, args.interval, ansi=args.ansi)
 
 
 if __name__ == "__main__":
