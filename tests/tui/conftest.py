@@ -34,9 +34,16 @@ async def wait_until(
         await pilot.pause(0.02)
 
 
-async def first_refresh(pilot: Pilot[Any]) -> None:
+async def first_refresh(pilot: Pilot[Any], *, data: bool = True) -> None:
+    """Wait for the first refresh; with ``data``, for the first one that read the status (a loaded machine may
+    time out a request, and the TUI then simply retries)."""
     app: Any = pilot.app
-    await wait_until(pilot, lambda: app.refreshes >= 1, "the first refresh")
+    if data:
+        await wait_until(
+            pilot, lambda: app.snapshot is not None, lambda: f"status data, last error {app.error!r}", 60
+        )
+    else:
+        await wait_until(pilot, lambda: app.refreshes >= 1, "the first refresh")
     await pilot.pause()
 
 

@@ -211,7 +211,7 @@ def test_edgecore_down_then_up_then_down_again() -> None:
     async def body() -> None:
         app = app_for(path, interval=0.1)
         async with app.run_test(size=(80, 24)) as pilot:
-            await first_refresh(pilot)
+            await first_refresh(pilot, data=False)
             header = app.query_one("#header", Static)
             banner = app.query_one("#banner", Static)
             assert header.has_class("offline")

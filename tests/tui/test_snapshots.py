@@ -30,9 +30,9 @@ def app_on(path: str) -> EdgeStatusApp:
     return EdgeStatusApp(path, clock=lambda: NOW, logs=None, ansi=False)
 
 
-def after_refresh(*keys: str) -> Callable[[Pilot[Any]], Any]:
+def after_refresh(*keys: str, data: bool = True) -> Callable[[Pilot[Any]], Any]:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await first_refresh(pilot)
+        await first_refresh(pilot, data=data)
         await pilot.press(*keys)
         await pilot.pause()
 
@@ -78,7 +78,7 @@ def test_edgecore_unreachable(snap_compare: Any) -> None:
     # A fixed path, so that the message on screen (which names it) is the same on every run.
     path = "/tmp/kubeedge-tui-snapshot-test/missing.sock"
     assert not os.path.exists(path)
-    assert snap_compare(app_on(path), terminal_size=SIZE, run_before=after_refresh())
+    assert snap_compare(app_on(path), terminal_size=SIZE, run_before=after_refresh(data=False))
 
 
 def test_cloud_offline_in_16_colours(snap_compare: Any) -> None:

@@ -21,6 +21,9 @@ TAIL_LINES: Final = 20
 MAX_CONTAINERS: Final = 8
 """Containers whose logs are read per pod (newest first), bounding Docker calls per Enter key."""
 
+DOCKER_TIMEOUT: Final = 15
+"""Seconds each Docker API call may take; a busy engine on a small edge box can be slow to list containers."""
+
 DEFAULT_DOCKER_HOST: Final = "unix:///var/run/docker.sock"
 
 CONTAINER_NAME_LABEL: Final = "io.kubeedge-py.container.name"
@@ -56,7 +59,7 @@ def docker_logs(pod_uid: str) -> list[ContainerLog]:
     try:
         import docker  # imported here: the TUI starts (and works offline) without a Docker daemon
 
-        client = docker.from_env(timeout=5)
+        client = docker.from_env(timeout=DOCKER_TIMEOUT)
     except Exception as exc:  # no daemon, no permission, no SDK: say so instead of failing
         return [ContainerLog("docker", error=f"Docker is not reachable: {exc}")]
     try:
