@@ -100,6 +100,13 @@ def test_every_tab_and_key_binding() -> None:
                 "CloudConnected",
                 "CloudDisconnected",
             ]
+            await pilot.press("down", "enter")  # the whole event, however long its message
+            await pilot.pause()
+            shown = [(n.title, n.message) for n in app._notifications]
+            assert (
+                "warning from edged",
+                "BackOff pod iot/temp-collector\nback-off restarting failed container collector",
+            ) in shown
 
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)

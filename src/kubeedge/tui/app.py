@@ -553,6 +553,10 @@ class EdgeStatusApp(App[None]):
             for device in snap.devices:
                 if device.id == key:
                     self.push_screen(DeviceScreen(device, self.clock()))
+        elif event.data_table.id == "events-table":
+            # The table cuts long messages at the screen edge; Enter shows the whole event.
+            cells = event.data_table.get_row(event.row_key)
+            self.notify(f"{cells[3]} {cells[4]}\n{cells[5]}", title=f"{cells[1]} from {cells[2]}", timeout=8)
 
 
 def build_parser(prog: str = "kubeedge-tui") -> argparse.ArgumentParser:

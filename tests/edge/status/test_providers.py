@@ -10,13 +10,15 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 import kubeedge
 from kubeedge.edge.metamanager import store as st
 from kubeedge.edge.status import providers
 from kubeedge.edge.status.board import StatusBoard
-from kubeedge.kit import config, limits, pki
+from kubeedge.edge.status.server import StatusModule
+from kubeedge.kit import beehive, config, limits, pki
 from kubeedge.kit import status as s
 from tests.edge.metamanager.conftest import run_manager
 from tests.edge.metamanager.test_manager import connect, edged_msg, until
@@ -200,3 +202,51 @@ async def test_wired_providers_feed_the_api(tmp_path: Path, sock_path: str) -> N
             link = s.loads(s.LinkReport, (await get(sock_path, "/v1/link")).body).link
     assert link.state is s.LinkState.CONNECTING
     assert link.certificate.not_after == not_after
+
+
+async def test_status_module_under_beehive_serves_a_board_built_from_config(
+    tmp_path: Path, sock_path: str
+) -> None:
+    cert = tmp_path / "server.crt"
+    not_after = issue_edge_cert(cert, days=90)
+    cfg = config.load_edgecore(
+        "modules:\n"
+        "  edged:\n    hostnameOverride: edge-rpi-07\n"
+        f"  edgeHub:\n    tlsCertFile: {cert}\n    websocket:\n      server: cloud.example.net:10000\n"
+        f"  statusServer:\n    socketPath: {sock_path}\n    group: daemon\n"
+    )
+    board = providers.board_from_config(cfg, started_at=100.0)
+    module = StatusModule.from_config(board, cfg.modules.status_server)
+    hive = beehive.Beehive([module])
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hive.run)
+            while hive.state("status") is not beehive.ModuleState.RUNNING:
+                await trio.sleep(0.005)
+            doc = s.loads(s.Snapshot, (await get(sock_path, "/v1/status")).body)
+            mode = os.stat(sock_path)
+            hive.shutdown()
+    assert module.name == "status"
+    assert doc.node.name == "edge-rpi-07"
+    assert doc.node.started_at == 100.0
+    assert doc.link.state is s.LinkState.UNKNOWN
+    assert doc.link.server == "cloud.example.net:10000"
+    assert doc.link.certificate.not_after == not_after
+    assert doc.meta.db_path == "/var/lib/kubeedge/edgecore.db"
+    assert doc.mqtt.broker == "tcp://127.0.0.1:1883"
+    assert (oct(mode.st_mode & 0o777), mode.st_gid) == ("0o660", 1)
+    assert not os.path.exists(sock_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("modules:\n  statusServer:\n    socketPath: relative.sock\n", "modules.statusServer.socketPath"),
+        ("modules:\n  statusServer:\n    group: 'a b'\n", "modules.statusServer.group"),
+        ("modules:\n  statusServer:\n    port: 80\n", "modules.statusServer.port"),
+    ],
+)
+def test_status_server_config_is_validated(text: str, key: str) -> None:
+    with pytest.raises(config.ConfigError) as info:
+        config.load_edgecore(text)
+    assert info.value.dotted_path == key

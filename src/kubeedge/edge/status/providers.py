@@ -19,6 +19,7 @@ import datetime as dt
 import os
 import platform
 import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -64,6 +65,22 @@ def configured_mqtt(cfg: EdgeCoreConfig) -> s.MqttStatus:
     bus = cfg.modules.event_bus
     broker = bus.mqtt_server_internal if bus.mqtt_mode == 0 else bus.mqtt_server_external
     return s.MqttStatus(enabled=bus.enable, mode=MQTT_MODES[bus.mqtt_mode], broker=broker)
+
+
+def board_from_config(
+    cfg: EdgeCoreConfig, *, started_at: float, clock: Callable[[], float] = time.time
+) -> StatusBoard:
+    """A board pre-filled from edgecore.yaml: node identity, configured link and MQTT, MetaManager's database
+    path, and the certificate provider on ``edgeHub.tlsCertFile``. Modules then publish on it; add the
+    MetaManager provider once MetaManager runs (``board.add_provider("metamanager", MetaProvider(...))``)."""
+    board = StatusBoard(clock=clock)
+    board.node = node_identity(cfg, started_at=started_at)
+    board.link = configured_link(cfg)
+    board.mqtt = configured_mqtt(cfg)
+    board.meta = s.MetaStatus(enabled=cfg.modules.meta_manager.enable, db_path=cfg.database.data_source)
+    if cfg.modules.edge_hub.enable:
+        board.add_provider("certificate", CertificateProvider(cfg.modules.edge_hub.tls_cert_file))
+    return board
 
 
 # --- certificate ---------------------------------------------------------------------------------------------

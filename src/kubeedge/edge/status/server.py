@@ -34,6 +34,7 @@ import trio
 from kubeedge.edge.status.board import StatusBoard
 from kubeedge.kit import limits, log
 from kubeedge.kit import status as s
+from kubeedge.kit.config.edgecore import StatusServer as StatusServerSettings
 
 _log = log.get(__name__)
 
@@ -269,6 +270,11 @@ class StatusModule:
 
     def __init__(self, board: StatusBoard, socket_path: str, *, group: str = "root") -> None:
         self.server = StatusServer(board, socket_path, group=group)
+
+    @classmethod
+    def from_config(cls, board: StatusBoard, settings: StatusServerSettings) -> StatusModule:
+        """The module for ``cfg.modules.statusServer`` (check ``settings.enable`` before adding it)."""
+        return cls(board, settings.socket_path, group=settings.group)
 
     async def run(self, ctx: Any, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled (``ctx`` is unused: nothing is addressed to this module)."""
