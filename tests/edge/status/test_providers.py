@@ -250,3 +250,16 @@ def test_status_server_config_is_validated(text: str, key: str) -> None:
     with pytest.raises(config.ConfigError) as info:
         config.load_edgecore(text)
     assert info.value.dotted_path == key
+
+
+def test_publish_pod_adds_replaces_in_place_and_removes() -> None:
+    board = StatusBoard()
+    a, b = s.PodStatus("a", "ns", "a"), s.PodStatus("b", "ns", "b")
+    providers.publish_pod(board, a, uid="a")
+    providers.publish_pod(board, b, uid="b")
+    running = dataclasses.replace(a, phase="Running")
+    providers.publish_pod(board, running, uid="a")
+    assert board.pods == (running, b)
+    providers.publish_pod(board, None, uid="a")
+    providers.publish_pod(board, None, uid="gone")
+    assert board.pods == (b,)

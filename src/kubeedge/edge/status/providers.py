@@ -273,3 +273,18 @@ def pod_from_kubernetes(
         message=str(status.get("message", "")),
         containers=tuple(containers),
     )
+
+
+def publish_pod(board: StatusBoard, pod: s.PodStatus | None, *, uid: str) -> None:
+    """Put ``pod`` on the board in place of the pod with ``uid`` (kept in order), or remove it when ``pod`` is
+    ``None``: what edged does with each of its status reports (a report with ``status=None`` removes the pod)."""
+    pods = list(board.pods)
+    index = next((i for i, p in enumerate(pods) if p.uid == uid), None)
+    if pod is None:
+        if index is not None:
+            del pods[index]
+    elif index is None:
+        pods.append(pod)
+    else:
+        pods[index] = pod
+    board.pods = tuple(pods)
