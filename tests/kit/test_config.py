@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 HOST = config.HostFacts("192.0.2.2", "vm")
 """What the machine that generated the upstream fixtures had."""
 
-EXTENSIONS = {"embeddedAPIServer"}
+EXTENSIONS = {"embeddedAPIServer", "statusServer"}
 """Top-level keys kubeedge-py adds to upstream's files."""
 ADDED_OPTIONAL = {"nodeIP", "nodeLabels", "clusterDNS"}
 """Upstream keys left out of upstream's generated files (omitempty) that kubeedge-py models and writes."""

@@ -2,13 +2,15 @@
 
 Generates and checks its config, or loads it and runs the enabled modules (see :mod:`kubeedge.edge.app`) until
 SIGINT/SIGTERM. Start-up problems the operator can fix (bad config, unreadable certificates, a corrupt database)
-exit with one clear line, never a traceback.
+exit with one clear line, never a traceback. ``edgecore tui`` opens the status TUI on the socket
+``modules.statusServer.socketPath`` names.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import ssl
 from collections.abc import Sequence
 
@@ -18,6 +20,7 @@ from kubeedge.cli import common, configflags
 from kubeedge.edge import app
 from kubeedge.edge.metamanager.store import StoreError
 from kubeedge.kit import beehive, config, log
+from kubeedge.kit.config.edgecore import DEFAULT_STATUS_SOCKET
 
 PROG = "edgecore"
 
@@ -26,14 +29,45 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``edgecore`` argument parser."""
     parser = common.new_parser(PROG, "KubeEdge edge side: runs pods and devices, keeps working offline.")
     configflags.add_flags(parser, config.DEFAULT_EDGECORE_PATH)
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    tui = commands.add_parser("tui", help="terminal view of this node's status (reads the status socket)")
+    tui.add_argument(
+        "--socket",
+        default=None,
+        metavar="PATH",
+        help="status socket (default: modules.statusServer.socketPath of --config when it exists, "
+        f"else {DEFAULT_STATUS_SOCKET})",
+    )
+    tui.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default: 2)")
+    tui.add_argument(
+        "--ansi",
+        action="store_true",
+        help="draw with the terminal's 16 ANSI colours (automatic on 16-colour terminals)",
+    )
     return parser
+
+
+def _tui(args: argparse.Namespace) -> int:
+    if not args.interval > 0:
+        common.fail(
+            f"--interval must be a positive number of seconds, got {args.interval:g}", code=common.EXIT_USAGE
+        )
+    socket_path = args.socket
+    if socket_path is None:
+        socket_path = DEFAULT_STATUS_SOCKET
+        if args.config not in ("-", "/dev/stdin") and os.path.exists(args.config):
+            socket_path = configflags.load(args, config.load_edgecore).modules.status_server.socket_path
+    from kubeedge.tui import app as tui_app  # Textual is imported only by this subcommand
+
+    return tui_app.run(socket_path, args.interval, ansi=args.ansi)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``edgecore`` console script."""
     args = build_parser().parse_args(argv)
     common.setup_logging(args)
+    if args.command == "tui":
+        return _tui(args)
     text = configflags.generated(args, config.default_edgecore, config.minimal_edgecore)
     if text is not None:
         print(text, end="")

@@ -212,3 +212,38 @@ MQTT_ACK_TIMEOUT: Final = 10.0
 
 MAX_TLS_FILE_BYTES: Final = 1 * MiB
 """Largest PEM file (CA bundle, certificate, key) read from config paths; a system CA bundle is ~220 KiB."""
+
+# --- on-device status API ----------------------------------------------------------------------------
+STATUS_MAX_PODS: Final = 256
+"""Pods listed by the status API: above maxPods (110) plus static pods, so a healthy node is never cut."""
+
+STATUS_MAX_CONTAINERS: Final = 32
+"""Containers (init + app) listed per pod; real pods have a handful, so more means a broken spec."""
+
+STATUS_MAX_DEVICES: Final = 512
+"""Devices listed by the status API; edge nodes with mappers typically carry tens of devices."""
+
+STATUS_MAX_TWINS: Final = 64
+"""Twin properties listed per device; a device model with more is unreadable on a terminal anyway."""
+
+STATUS_MAX_CONDITIONS: Final = 16
+"""Node conditions listed (kubelet sets five) and probe results per container (three kinds)."""
+
+STATUS_EVENTS: Final = 200
+"""Slots of the recent-events ring buffer; older events are overwritten, so a noisy module costs fixed memory."""
+
+STATUS_MAX_STRING: Final = 512
+"""Longest string value in a status response; longer ones (error texts, twin values) end in an ellipsis."""
+
+STATUS_MAX_RESPONSE_BYTES: Final = 1 * MiB
+"""Largest status response body: list tails are dropped (and named in ``truncated``) until it fits. A full node
+(256 pods, 200 events) renders to ~400 KiB."""
+
+STATUS_MAX_REQUEST_BYTES: Final = 8 * KiB
+"""Largest request line + headers the status server reads; its requests are one GET and a few headers."""
+
+STATUS_MAX_CONNECTIONS: Final = 16
+"""Concurrent status-API connections; a handful of TUIs and scripts read it, more are refused at once."""
+
+STATUS_REQUEST_TIMEOUT: Final = 5.0
+"""Seconds a client has to send its request and take its response before the connection is closed."""

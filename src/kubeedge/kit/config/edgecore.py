@@ -7,6 +7,9 @@ kubeedge-py keeps but does not interpret. No other module repeats a default.
 Host-dependent upstream defaults (the cloud address in ``edgeHub``, ``edged.hostnameOverride``) are empty here;
 :func:`kubeedge.kit.config.default_edgecore` fills them from :class:`~kubeedge.kit.config.HostFacts`.
 
+kubeedge-py extension: ``modules.statusServer`` (not in upstream) configures the read-only on-device status API
+on a unix socket; see :class:`StatusServer`.
+
 Invariants: an :class:`EdgeCoreConfig` returned by the loaders has passed :func:`check`. Failure: invalid input
 raises :class:`~kubeedge.kit.config.ConfigError` naming the key path.
 """
@@ -512,6 +515,24 @@ class DeviceTwin:
     dmi_sock_path: str = setting("/etc/kubeedge/", "directory of the DMI socket (upstream: /etc/kubeedge/)")
 
 
+DEFAULT_STATUS_SOCKET: Final = "/var/run/kubeedge/edgecore-status.sock"
+"""Where edgecore serves its status API unless ``modules.statusServer.socketPath`` says otherwise."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusServer:
+    """kubeedge-py extension (not in upstream): the read-only status API that ``edgecore tui`` reads.
+
+    Served as HTTP/JSON on a unix socket, mode 0660, owned by root and ``group``; there is no TCP port.
+    """
+
+    enable: bool = setting(True, "serve the status API (kubeedge-py extension; default: true)")
+    socket_path: str = setting(
+        DEFAULT_STATUS_SOCKET, f"unix socket of the status API (default: {DEFAULT_STATUS_SOCKET})"
+    )
+    group: str = setting("root", "group (name or numeric id) allowed to read the socket (default: root)")
+
+
 @dataclasses.dataclass(frozen=True)
 class Disabled:
     """A module configured only by whether it runs, off by default."""
@@ -531,6 +552,9 @@ class EdgeModules:
     event_bus: EventBus = section(EventBus, "EventBus: MQTT bridge")
     meta_manager: MetaManager = section(MetaManager, "MetaManager: local metadata store")
     service_bus: ServiceBus = section(ServiceBus, "ServiceBus: cloud-to-app HTTP calls")
+    status_server: StatusServer = section(
+        StatusServer, "kubeedge-py extension: read-only status API on a unix socket", key="statusServer"
+    )
     task_manager: Disabled = section(Disabled, "TaskManager: node jobs (upstream: off)")
 
 
@@ -550,6 +574,15 @@ class EdgeCoreConfig:
 
 def check(cfg: EdgeCoreConfig) -> None:
     """Cross-key checks that single fields cannot express; raises :class:`ConfigError`."""
+    status = cfg.modules.status_server
+    if not status.socket_path.startswith("/"):
+        raise ConfigError(
+            ["modules", "statusServer", "socketPath"], f"must be an absolute path, got {status.socket_path!r}"
+        )
+    if not status.group or any(c.isspace() or c in ":/" for c in status.group):
+        raise ConfigError(
+            ["modules", "statusServer", "group"], f"must be a group name or numeric id, got {status.group!r}"
+        )
     kubelet = cfg.modules.edged.tailored_kubelet_config
     if kubelet.image_gc_low_threshold_percent > kubelet.image_gc_high_threshold_percent:
         raise ConfigError(
