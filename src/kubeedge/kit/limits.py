@@ -34,6 +34,10 @@ EDGE_INBOUND_QUEUE: Final = 100
 NODE_SEND_QUEUE: Final = 2048
 """Per-node cloud-to-edge queue slots (acked and no-ack queues each)."""
 
+NODE_ACKED_VERSIONS: Final = 2048
+"""UIDs per session whose last acknowledged resourceVersion CloudHub remembers, so an older version arriving
+after an ack is not re-sent (ObjectSync is the durable record; this covers the gap). ~100 B each: ~200 KiB per node at worst, and a node rarely holds more than a few hundred objects."""
+
 # --- module runtime ----------------------------------------------------------------------------------
 MODULE_QUEUE: Final = 1024
 """Slots of a module's inbox (upstream beehive's 1024-slot channel)."""
