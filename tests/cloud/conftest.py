@@ -28,7 +28,7 @@ EDGE_LABELS = {"node-role.kubernetes.io/edge": "", "node-role.kubernetes.io/agen
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A fresh API server for one test."""
-    c = start_cluster(tmp_path, watch_window=200, bookmark_interval_s=0.5, scheduler=False)
+    c = start_cluster(tmp_path, watch_window=100, bookmark_interval_s=0.5, scheduler=False)
     try:
         yield c
     finally:

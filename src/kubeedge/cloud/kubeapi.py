@@ -511,21 +511,31 @@ class Reflector:
 
     async def _watch_once(self, handler: Handler) -> None:
         send, receive = trio.open_memory_channel[dict[str, Any]](0)
+        # Errors are carried out of the nursery by hand so callers see a KubeError, not an ExceptionGroup.
+        errors: list[KubeError] = []
         async with trio.open_nursery() as nursery:
 
             async def stream() -> None:
                 async with send:
-                    await self.api.watch(
-                        self.kind, self.resource_version, send,
-                        label_selector=self.label_selector, field_selector=self.field_selector,
-                        timeout_s=self._rng.randint(limits.KUBE_WATCH_TIMEOUT_S // 2, limits.KUBE_WATCH_TIMEOUT_S),
-                    )  # fmt: skip
+                    try:
+                        await self.api.watch(
+                            self.kind, self.resource_version, send,
+                            label_selector=self.label_selector, field_selector=self.field_selector,
+                            timeout_s=self._rng.randint(limits.KUBE_WATCH_TIMEOUT_S // 2, limits.KUBE_WATCH_TIMEOUT_S),
+                        )  # fmt: skip
+                    except KubeError as exc:
+                        errors.append(exc)
 
             nursery.start_soon(stream)
-            async with receive:
-                async for event in receive:
-                    await self._event(event, handler)
+            try:
+                async with receive:
+                    async for event in receive:
+                        await self._event(event, handler)
+            except KubeError as exc:
+                errors.append(exc)
             nursery.cancel_scope.cancel()
+        if errors:
+            raise errors[-1]
 
     async def _event(self, event: dict[str, Any], handler: Handler) -> None:
         type_text = event.get("type")
