@@ -81,6 +81,8 @@ async def test_sigkill_mid_fanout_then_restart(cluster: Cluster, tmp_path: Path)
             assert held < total, "the fan-out finished before the kill; the test needs more objects"
 
             # While cloudcore is down: deletes, a configmap change, new pods.
+            await trio.sleep(0.5)
+            assert cluster.thread.error is None, repr(cluster.thread.error)
             for node in NODES:
                 await api.delete(kubeapi.PODS, "default", f"{node}-p0", {"gracePeriodSeconds": 0})
                 await api.create(

@@ -353,7 +353,7 @@ class KubeAPI:
                 body = {}
             raise KubeError(resp.status, body.get("reason", "Error"), body.get("message", ""), body)
         try:
-            for line in _lines(resp.response.stream(64 * 1024, decode_content=True)):
+            for line in _lines(resp.response.stream(None, decode_content=True)):
                 event = json.loads(line)
                 trio.from_thread.run(events.send, event)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError, trio.Cancelled):

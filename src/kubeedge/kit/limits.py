@@ -143,3 +143,8 @@ that dead connections are replaced and watches spread over API server instances.
 CONTROLLER_MAX_QUERY_WORKERS: Final = 64
 """Upstream requests from edges handled at once by EdgeController (upstream runs nodeLimit workers per kind; here
 the Kubernetes client's threads and token bucket bound the real concurrency, this bounds the tasks waiting on them)."""
+
+CONTROLLER_NODE_OUTBOX: Final = 128
+"""Downstream messages queued per edge node inside EdgeController while its sender writes the ObjectSync and
+hands the message to CloudHub; about maxPods (110) so a node's initial fan-out rarely waits, small enough that
+1,000 nodes hold at most ~128k queued object references."""

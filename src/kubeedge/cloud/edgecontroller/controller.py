@@ -86,6 +86,8 @@ class EdgeController:
         )  # fmt: skip
         self._synced = False
         self._ctx: Context | None = None
+        self._nursery: trio.Nursery | None = None
+        self._outboxes: dict[str, trio.MemorySendChannel[tuple[str, ResourceType, dict[str, Any]]]] = {}
         self._workers = trio.CapacityLimiter(limits.CONTROLLER_MAX_QUERY_WORKERS)
         self.sent = 0
 
@@ -129,7 +131,9 @@ class EdgeController:
     ) -> None:
         """Start the watches (nodes first), then serve CloudHub's messages and the lifecycle ticker."""
         self._ctx = ctx
+        self._outboxes = {}
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             await nursery.start(self.nodes.run, self._on_node)
             await nursery.start(self.configmaps.run, self._on_ref_object)
             await nursery.start(self.secrets.run, self._on_ref_object)
@@ -143,22 +147,41 @@ class EdgeController:
     # --- downstream ------------------------------------------------------------------------------------
 
     async def _send(self, node: str, op: str, rtype: ResourceType, obj: dict[str, Any]) -> None:
-        assert self._ctx is not None
+        """Queue ``obj`` for ``node`` unless the node is offline or already holds that version."""
         if not self.liveness.is_connected(node):
             return
-        meta = obj.get("metadata") or {}
-        uid = meta.get("uid", "")
         if op != Operation.DELETE:
+            uid = (obj.get("metadata") or {}).get("uid", "")
             if not self.sync.index.needs_send(node, uid, kubeapi.rv_of(obj)):
                 return
-            await self.sync.ensure(node, obj)
-        try:
-            await self._ctx.send(CloudModule.CLOUDHUB, downstream.object_message(
-                node, op, rtype, obj, now_ms=self._ctx.now_ms()))  # fmt: skip
-            self.sent += 1
-        except (BeehiveError, resources.ResourceError) as exc:
-            _log.warning("downstream send failed; the resync will retry", node=node, resource=meta.get("name"),
-                         error=str(exc))  # fmt: skip
+        outbox = self._outboxes.get(node)
+        if outbox is None:
+            assert self._nursery is not None
+            # A small per-node buffer keeps one slow ObjectSync write from holding the watch handler;
+            # past it the handler waits (backpressure on the watch, never unbounded memory).
+            outbox, inbox = trio.open_memory_channel[tuple[str, ResourceType, dict[str, Any]]](
+                limits.CONTROLLER_NODE_OUTBOX
+            )
+            self._outboxes[node] = outbox
+            self._nursery.start_soon(self._node_sender, node, inbox)
+        await outbox.send((op, rtype, obj))
+
+    async def _node_sender(
+        self, node: str, inbox: trio.MemoryReceiveChannel[tuple[str, ResourceType, dict[str, Any]]]
+    ) -> None:
+        # One sender per node keeps that node's messages in watch order while nodes proceed in parallel.
+        assert self._ctx is not None
+        async for op, rtype, obj in inbox:
+            meta = obj.get("metadata") or {}
+            try:
+                if op != Operation.DELETE:
+                    await self.sync.ensure(node, obj)
+                await self._ctx.send(CloudModule.CLOUDHUB, downstream.object_message(
+                    node, op, rtype, obj, now_ms=self._ctx.now_ms()))  # fmt: skip
+                self.sent += 1
+            except (BeehiveError, resources.ResourceError) as exc:
+                _log.warning("downstream send failed; the resync will retry", node=node, resource=meta.get("name"),
+                             error=str(exc))  # fmt: skip
 
     async def _on_node(self, type_: _EventType, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         name = obj["metadata"]["name"]
