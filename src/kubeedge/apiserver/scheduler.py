@@ -13,6 +13,7 @@ Only pods whose ``schedulerName`` is ``default-scheduler`` are considered.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -300,8 +301,7 @@ class Scheduler:
         )
         if old and old.get("status") == "False" and old.get("message") == message:
             return
-        new = {**pod, "status": {**(pod.get("status") or {})}}
-        new["status"]["conditions"] = [dict(c) for c in new["status"].get("conditions") or []]
+        new = copy.deepcopy(pod)
         set_condition(new, "PodScheduled", "False", "Unschedulable", message, self.api.now())
         stored = self.api.write(res, pod, new)
         self.api.record_event(stored, "FailedScheduling", message, type_="Warning", component=COMPONENT)

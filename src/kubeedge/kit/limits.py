@@ -69,6 +69,9 @@ APISERVER_WATCH_WINDOW: Final = 10_000
 """Change events the embedded API server keeps for watch resumption; older resourceVersions get 410 Gone.
 Sized like a few minutes of a busy small cluster (kube-apiserver keeps a per-resource cache of 100..1000s)."""
 
+APISERVER_DISCARD_MAX_BYTES: Final = 64 * MiB
+"""Most of a rejected (413) body the API server reads and drops so a client that sends it all sees the 413."""
+
 APISERVER_MAX_HEADER_BYTES: Final = 64 * KiB
 """Largest request line plus headers (client-go sends well under 4 KiB; bearer JWTs are ~1 KiB)."""
 
