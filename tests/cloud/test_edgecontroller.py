@@ -230,3 +230,29 @@ async def test_upstream_status_register_lease_token_ca(cluster: Cluster) -> None
             await eventually(
                 lambda: cloud.edge.pods.get("default", "app") is None, what="pod deleted in the API"
             )
+
+
+async def test_modules_built_from_cloudcore_yaml(cluster: Cluster) -> None:
+    import dataclasses
+
+    from kubeedge.cloud import controllers
+    from kubeedge.kit import config
+
+    cfg = config.default_cloudcore()
+    cfg = dataclasses.replace(cfg, kube_api_config=dataclasses.replace(cfg.kube_api_config,
+                                                                       kube_config=str(cluster.kubeconfig)))  # fmt: skip
+    built = controllers.build(cfg, cloudcore_id="from-config")
+    try:
+        assert [m.name for m in built.modules] == ["synccontroller", "edgecontroller"]
+        nodes, _ = await built.api.list_objects(kubeapi.NODES)
+        assert nodes == []
+    finally:
+        built.api.close()
+    off = dataclasses.replace(cfg, kube_api_config=dataclasses.replace(cfg.kube_api_config, kube_config=""),
+                              embedded_api_server=dataclasses.replace(cfg.embedded_api_server, enable=False))  # fmt: skip
+    try:
+        controllers.kubeconfig_path(off)
+    except ValueError as exc:
+        assert "kubeAPIConfig.kubeConfig" in str(exc)
+    else:
+        raise AssertionError("a missing kubeconfig must be an error")

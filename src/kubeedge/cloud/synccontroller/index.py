@@ -130,7 +130,7 @@ class SyncIndex:
     def note_equivalent(self, node: str, uid: str, old_rv: int, new_rv: int) -> None:
         """A change from ``old_rv`` to ``new_rv`` was status-only: if the edge holds ``old_rv``, it holds ``new_rv``."""
         acked = self.acked(node, uid)
-        if acked is not None and acked >= old_rv > 0:
+        if acked is not None and acked == old_rv > 0:
             self._equivalent[(node, uid)] = max(new_rv, self._equivalent.get((node, uid), 0))
 
     def records(self) -> list[SyncRecord]:
