@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import trio
 from kubernetes import client as k8s
 
@@ -250,9 +251,5 @@ async def test_modules_built_from_cloudcore_yaml(cluster: Cluster) -> None:
         built.api.close()
     off = dataclasses.replace(cfg, kube_api_config=dataclasses.replace(cfg.kube_api_config, kube_config=""),
                               embedded_api_server=dataclasses.replace(cfg.embedded_api_server, enable=False))  # fmt: skip
-    try:
+    with pytest.raises(ValueError, match=r"kubeAPIConfig\.kubeConfig"):
         controllers.kubeconfig_path(off)
-    except ValueError as exc:
-        assert "kubeAPIConfig.kubeConfig" in str(exc)
-    else:
-        raise AssertionError("a missing kubeconfig must be an error")
