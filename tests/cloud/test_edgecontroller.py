@@ -253,3 +253,28 @@ async def test_modules_built_from_cloudcore_yaml(cluster: Cluster) -> None:
                               embedded_api_server=dataclasses.replace(cfg.embedded_api_server, enable=False))  # fmt: skip
     with pytest.raises(ValueError, match=r"kubeAPIConfig\.kubeConfig"):
         controllers.kubeconfig_path(off)
+
+
+async def test_bad_requests_get_errors_and_hurt_nobody(cluster: Cluster) -> None:
+    from kubeedge.proto.message import Message
+
+    with trio.fail_after(30):
+        async with run_cloud(cluster) as cloud:
+            edge = await add_edge(cloud, "edge-a")
+            other = await add_edge(cloud, "edge-b")
+            bad = await edge.request(Operation.PATCH, "null/nodepatch/edge-a", 123)
+            assert bad.route.operation == "error"
+            assert "patch string" in bad.content
+            not_json = await edge.request(Operation.PATCH, "null/nodepatch/edge-a", "{not json")
+            assert not_json.route.operation == "error"
+            unknown = await edge.request("frobnicate", "null/node/edge-a", None)
+            assert unknown.route.operation == "error"
+            # Two requests with the same id: both served, the module keeps running.
+            twin = Message.new(source="edged", group="meta", operation=Operation.QUERY, msg_id="same-id",
+                               resource="kube-node-lease/lease/edge-a", content=None, now_ms=0)  # fmt: skip
+            await edge.send(twin)
+            await edge.send(twin)
+            await eventually(lambda: "same-id" in edge.replies, what="reply to a repeated id")
+            ok = await other.request(Operation.QUERY, "null/node/edge-b", None)
+            assert ok.content["Object"]["metadata"]["name"] == "edge-b"
+            assert cloud.hive.restarts("edgecontroller") == 0

@@ -283,10 +283,11 @@ class EdgeController:
         self.liveness.heard(node, trio.current_time())
         if op in (Operation.RESPONSE, Operation.ERROR):
             return  # answers to our own requests carry nothing to apply
-        await self._workers.acquire_on_behalf_of(msg.msg_id)
-        nursery.start_soon(self._serve, node, key, msg)
+        token = object()  # message ids come from the edge and may repeat; the limiter needs a unique borrower
+        await self._workers.acquire_on_behalf_of(token)
+        nursery.start_soon(self._serve, node, key, msg, token)
 
-    async def _serve(self, node: str, key: resources.ResourceKey, msg: Message) -> None:
+    async def _serve(self, node: str, key: resources.ResourceKey, msg: Message, token: object) -> None:
         assert self._ctx is not None
         try:
             reply, effects = await self.upstream.handle(node, key, msg)
@@ -309,7 +310,7 @@ class EdgeController:
         except BeehiveError as exc:
             _log.warning("reply to edge failed", node=node, resource=key.wire, error=str(exc))
         finally:
-            self._workers.release_on_behalf_of(msg.msg_id)
+            self._workers.release_on_behalf_of(token)
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
