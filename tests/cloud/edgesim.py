@@ -16,6 +16,7 @@ can check that no older version ever arrived after a newer one was applied.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import sqlite3
@@ -45,31 +46,43 @@ class HubStandIn:
         self.peers: dict[str, EdgePeer] = {}
         self.ctx: Context | None = None
         self._pending: dict[str, Message] = {}
+        self._nursery: trio.Nursery | None = None
         self.on_receive: Any = None
 
     async def run(
         self, ctx: Context, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         self.ctx = ctx
-        task_status.started()
-        async for msg in ctx:
-            self.received.append(msg)
-            node, wire = resources.strip_node_prefix(msg.route.resource)
-            peer = self.peers.get(node)
-            if peer is None or not peer.online:
-                continue
-            if self.on_receive is not None:
-                self.on_receive(node, msg)
-            out = dataclasses.replace(msg, route=dataclasses.replace(msg.route, resource=wire))
-            if delivery.classify(msg) is delivery.Delivery.ACK and msg.route.operation != Operation.RESPONSE:
-                self._pending[msg.msg_id] = msg
-            await peer.receive(codec.encode(out, max_size=limits.MAX_FRAME_BYTES))
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            async for msg in ctx:
+                self.received.append(msg)
+                node, wire = resources.strip_node_prefix(msg.route.resource)
+                peer = self.peers.get(node)
+                if peer is None or not peer.online:
+                    continue
+                if self.on_receive is not None:
+                    self.on_receive(node, msg)
+                out = dataclasses.replace(msg, route=dataclasses.replace(msg.route, resource=wire))
+                if (
+                    delivery.classify(msg) is delivery.Delivery.ACK
+                    and msg.route.operation != Operation.RESPONSE
+                ):
+                    self._pending[msg.msg_id] = msg
+                # Like CloudHub's send_to_node: queue for the node and never block the module's loop.
+                peer.frames.append(codec.encode(out, max_size=limits.MAX_FRAME_BYTES))
+                peer.wake.set()
 
     async def connect(self, peer: EdgePeer) -> None:
         """The edge's session comes up: announce it to both controllers."""
         self.peers[peer.node] = peer
         peer.hub = self
         peer.online = True
+        if not peer.pumping:
+            peer.pumping = True
+            assert self._nursery is not None
+            self._nursery.start_soon(peer.pump)
         await self._session(peer.node, Operation.CONNECTED)
 
     async def disconnect(self, node: str) -> None:
@@ -121,6 +134,9 @@ class EdgePeer:
         self.log: list[tuple[str, str, int]] = []
         self.stale: list[tuple[str, str, int, int]] = []
         self.replies: dict[str, Message] = {}
+        self.frames: collections.deque[bytes] = collections.deque()
+        self.wake = trio.Event()
+        self.pumping = False
         self._db = sqlite3.connect(db) if db is not None else None
         if self._db is not None:
             self._db.execute("CREATE TABLE IF NOT EXISTS obj (key TEXT PRIMARY KEY, rv INTEGER, body TEXT)")
@@ -133,6 +149,14 @@ class EdgePeer:
     async def receive(self, frame: bytes) -> None:
         """One frame from the cloud."""
         await self.handle(codec.decode(frame, max_size=limits.MAX_FRAME_BYTES))
+
+    async def pump(self) -> None:
+        """Handle queued frames in order, forever (the edge's own task, like its websocket reader)."""
+        while True:
+            await self.wake.wait()
+            self.wake = trio.Event()
+            while self.frames:
+                await self.receive(self.frames.popleft())
 
     async def handle(self, msg: Message) -> None:
         op = msg.route.operation
