@@ -28,7 +28,7 @@ import trio
 
 from kubeedge.cloud.synccontroller.controller import OP_ACKED
 from kubeedge.kit import limits
-from kubeedge.kit.beehive import Context
+from kubeedge.kit.beehive import Context, InboxFullError
 from kubeedge.proto import codec, delivery
 from kubeedge.proto import resource as resources
 from kubeedge.proto.message import Message
@@ -115,10 +115,15 @@ class HubStandIn:
                 now_ms=self.ctx.now_ms()))  # fmt: skip
             return
         prefixed = resources.add_node_prefix(msg.route.resource, node)
-        await self.ctx.send(
-            CloudModule.EDGECONTROLLER,
-            dataclasses.replace(msg, route=dataclasses.replace(msg.route, resource=prefixed)),
-        )
+        upstream = dataclasses.replace(msg, route=dataclasses.replace(msg.route, resource=prefixed))
+        # CloudHub's reader blocks on its upstream channel while the controller is busy (the edge's socket
+        # then backs up); the stand-in does the same by retrying a send that timed out on a full inbox.
+        while True:
+            try:
+                await self.ctx.send(CloudModule.EDGECONTROLLER, upstream)
+                return
+            except InboxFullError:
+                continue
 
 
 class EdgePeer:

@@ -171,10 +171,23 @@ class EdgeController:
     ) -> None:
         # One sender per node keeps that node's messages in watch order while nodes proceed in parallel.
         assert self._ctx is not None
-        async for op, rtype, obj in inbox:
+        async for op, rtype, queued in inbox:
+            obj = queued
             meta = obj.get("metadata") or {}
             try:
                 if op != Operation.DELETE:
+                    # While this waited, the cache may have moved on (and SyncController may have sent the
+                    # newer version): send the newest, and nothing the edge already acknowledged.
+                    current = self.lookup(
+                        str(obj.get("kind", "")), meta.get("namespace", ""), meta.get("name", "")
+                    )
+                    same = current is not None and (current.get("metadata") or {}).get("uid") == meta.get(
+                        "uid"
+                    )
+                    if same and current is not None and kubeapi.rv_of(current) > kubeapi.rv_of(obj):
+                        obj = current
+                    if not self.sync.index.needs_send(node, meta.get("uid", ""), kubeapi.rv_of(obj)):
+                        continue
                     await self.sync.ensure(node, obj)
                 await self._ctx.send(CloudModule.CLOUDHUB, downstream.object_message(
                     node, op, rtype, obj, now_ms=self._ctx.now_ms()))  # fmt: skip
@@ -249,11 +262,15 @@ class EdgeController:
         if not self.node_exists(node):
             return
         for key in self.locations.pods_on(node):
+            entry = self.locations.pods.get(key)
+            if entry is None or entry.node != node:
+                continue
+            for ref in sorted(entry.refs, key=lambda r: (r.kind, r.namespace, r.name)):
+                await self._push_ref(node, ref)
+            # Read the pod only now: the awaits above may have let a newer version through the watch.
             ns, name = key.split("/", 1)
             pod = self.pods.get(ns, name)
-            if pod is not None:
-                for ref in sorted(self.locations.pods[key].refs, key=lambda r: (r.kind, r.namespace, r.name)):
-                    await self._push_ref(node, ref)
+            if pod is not None and self.locations.node_has_pod(node, ns, name):
                 await self._send(node, Operation.INSERT, ResourceType.POD, pod)
 
     # --- upstream --------------------------------------------------------------------------------------
