@@ -222,3 +222,30 @@ def test_apply_rejects_unknown_fields_and_bad_names(cluster: Cluster, tmp_path: 
     out = cluster.kubectl("apply", "-f", str(bad), check=False)
     assert "RFC 1123 subdomain" in out
     assert "metadata.name" in out
+
+
+def test_typed_create_commands_send_protobuf(cluster: Cluster) -> None:
+    assert "namespace/typed created" in cluster.kubectl("create", "namespace", "typed")
+    cluster.kubectl("create", "configmap", "c", "-n", "typed", "--from-literal=a=b")
+    cluster.kubectl("create", "secret", "generic", "s", "-n", "typed", "--from-literal=pw=x")
+    cluster.kubectl("create", "serviceaccount", "robot", "-n", "typed")
+    assert cluster.kubectl("get", "cm", "c", "-n", "typed", "-o", "jsonpath={.data.a}") == "b"
+    assert (
+        cluster.kubectl("get", "secret", "s", "-n", "typed", "-o", "jsonpath={.data.pw} {.type}")
+        == "eA== Opaque"
+    )
+    assert cluster.kubectl("get", "ns", "typed", "-o", "jsonpath={.spec.finalizers}") == '["kubernetes"]'
+    token = cluster.kubectl("create", "token", "robot", "-n", "typed", "--duration=2h").strip()
+    assert token.count(".") == 2
+    assert "pod/runner created" in cluster.kubectl(
+        "run", "runner", "-n", "typed", "--image=nginx:1.25", "--port=80", "--env=A=1", "--labels=x=y",
+        "--restart=Never", "--", "sleep", "10",
+    )  # fmt: skip
+    got = cluster.kubectl(
+        "get", "pod", "runner", "-n", "typed",
+        "-o", "jsonpath={.spec.containers[0].image} {.spec.containers[0].args} {.spec.containers[0].env[0].value}"
+              " {.spec.containers[0].ports[0].containerPort} {.metadata.labels.x} {.spec.restartPolicy}",
+    )  # fmt: skip
+    assert got == 'nginx:1.25 ["sleep","10"] 1 80 y Never'
+    out = cluster.kubectl("create", "deployment", "d", "--image=x", "-n", "typed", check=False)
+    assert "could not find the requested resource" in out

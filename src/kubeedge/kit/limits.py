@@ -28,6 +28,22 @@ Mirrored by ``proto.resource.MAX_RESOURCE_CHARS`` (proto cannot import kit; a te
 CERT_HTTP_MAX_BODY: Final = 1 * MiB
 """Largest request body of the certificate service (upstream's 1 MiB)."""
 
+CERT_HTTP_MAX_HEADER: Final = 16 * KiB
+"""Largest request line + headers of the certificate service; its requests carry four short headers."""
+
+CERT_HTTP_MAX_CONNECTIONS: Final = 512
+"""Concurrent connections the certificate service serves; more are closed at once so a flood of joins or a
+slowloris cannot exhaust file descriptors needed by the websocket hub."""
+
+CERT_HTTP_MAX_RESPONSE: Final = 1 * MiB
+"""Largest certificate-service response a client (keadm, EdgeHub) reads: a DER certificate is ~1 KiB."""
+
+PKI_MAX_FILE_BYTES: Final = 64 * KiB
+"""Largest PEM certificate or key file read; a P-256 key or certificate chain is a few KiB at most."""
+
+TOKEN_MAX_BYTES: Final = 4 * KiB
+"""Largest join token accepted (file, flag or bearer header); a real one is ~190 bytes."""
+
 EDGE_INBOUND_QUEUE: Final = 100
 """Cloud messages buffered in EdgeHub before the oldest is dropped (upstream's FIFO of 100)."""
 
@@ -151,3 +167,72 @@ CONTROLLER_NODE_OUTBOX: Final = 128
 """Downstream messages queued per edge node inside EdgeController while its sender writes the ObjectSync and
 hands the message to CloudHub; about maxPods (110) so a node's initial fan-out rarely waits, small enough that
 1,000 nodes hold at most ~128k queued object references."""
+
+# --- edged -------------------------------------------------------------------------------------------
+EDGED_MAX_MANIFEST_BYTES: Final = 1 * MiB
+"""Largest static pod manifest read from ``staticPodPath`` (a pod object is far below etcd's 1.5 MiB)."""
+
+EDGED_MAX_MANIFESTS: Final = 256
+"""Static pod manifest files read per scan; more than ``maxPods`` (110) is already a misconfiguration."""
+
+EDGED_MAX_VOLUME_BYTES: Final = 4 * MiB
+"""Total bytes one configMap/secret/projected/downwardAPI volume may write (configmaps cap at 1 MiB each;
+a projected volume may combine a few)."""
+
+EDGED_MAX_VOLUME_FILES: Final = 1024
+"""Files one such volume may write: bounds the ..data directory a hostile configmap could fan out."""
+
+EDGED_DOCKER_THREADS: Final = 8
+"""Docker SDK calls running at once in worker threads; each holds one HTTP connection to dockerd (the SDK's
+pool holds 10 per client, so we stay below it)."""
+
+EDGED_PROBE_OUTPUT_BYTES: Final = 10 * KiB
+"""Probe output kept for the status message (kubelet keeps 10 KiB of exec output)."""
+
+EDGED_HTTP_PROBE_BYTES: Final = 10 * KiB
+"""Bytes of an httpGet probe response read before deciding (kubelet reads at most 10 KiB)."""
+
+# --- MQTT (EventBus, edge broker) --------------------------------------------------------------------
+MQTT_MAX_TOPIC_BYTES: Final = 1024
+"""Longest MQTT topic name or filter; mirrors ``proto.mqtt.MAX_TOPIC_BYTES`` (a test keeps them equal). KubeEdge's
+longest device topic is about 350 bytes."""
+
+MQTT_MAX_CLIENT_ID_BYTES: Final = 256
+"""Longest MQTT client id; mirrors ``proto.mqtt.MAX_CLIENT_ID_BYTES``."""
+
+MQTT_MAX_PACKET_BYTES: Final = 1 * MiB
+"""Largest MQTT packet the broker and EventBus's client accept. Twin documents are a few KiB; upstream's gomqtt
+broker has no bound at all, which lets one client make the broker hold 256 MiB."""
+
+MQTT_MAX_CLIENTS: Final = 1000
+"""Connections the edge broker serves at once; mappers and apps on one node are a handful. Past it a new
+connection is closed at once so the ones already served keep working."""
+
+MQTT_MAX_SUBSCRIPTIONS: Final = 1024
+"""Subscriptions one client may hold; a mapper subscribes a few topics per device."""
+
+MQTT_MAX_RETAINED: Final = 10_000
+"""Retained messages the edge broker keeps; past it, new retained topics are published but not retained."""
+
+MQTT_MAX_INFLIGHT: Final = 20
+"""Unacknowledged QoS 1 messages towards one client (mosquitto's max_inflight_messages default)."""
+
+MQTT_CONNECT_TIMEOUT: Final = 10.0
+"""Seconds a new connection has to send CONNECT before it is closed (a silent socket must not hold a slot)."""
+
+MQTT_MAX_SESSION_QUEUE: Final = 100_000
+"""Largest mqttSessionQueueSize accepted; each slot may hold a message of up to MQTT_MAX_PACKET_BYTES."""
+
+EVENTBUS_PUBLISH_QUEUE: Final = 100
+"""Messages EventBus holds for a broker it is not connected to (upstream holds none: it drops them). The oldest
+is dropped first."""
+
+MQTT_SEND_TIMEOUT: Final = 30.0
+"""Seconds an MQTT peer may take to accept one write before it is dropped: a client that stops reading must
+not hold its broker task (and the memory of its queue) forever."""
+
+MQTT_ACK_TIMEOUT: Final = 10.0
+"""Seconds EventBus's client waits for CONNACK/SUBACK/UNSUBACK before it gives the connection up."""
+
+MAX_TLS_FILE_BYTES: Final = 1 * MiB
+"""Largest PEM file (CA bundle, certificate, key) read from config paths; a system CA bundle is ~220 KiB."""

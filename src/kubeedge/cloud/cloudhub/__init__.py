@@ -1,5 +1,4 @@
-"""CloudHub: the cloud end of the cloud-edge websocket link.
+"""CloudHub: the cloud end of the cloud-edge link (websocket hub, certificate service, join tokens).
 
-:mod:`.hub` serves edges (mTLS, sessions, liveness); :mod:`.delivery` is the
-sans-io per-node reliable delivery core it drives.
+Never imports ``kubeedge.edge``.
 """
