@@ -209,3 +209,17 @@ def test_token_bucket() -> None:
     assert bucket.delay(1.0) == 0
     with pytest.raises(ValueError, match="qps"):
         kubeapi.TokenBucket(0, 1, now=0)
+
+
+def test_in_flight_versions_are_left_to_cloudhub_until_patience_runs_out() -> None:
+    index = SyncIndex()
+    index.put(SyncRecord("n", "u", "ns", "v1", "Pod", "p", 0))
+    index.note_sent("n", "u", 5, now=100.0)
+    assert index.in_flight("n", "u", 5, 110.0, patience=30)
+    assert not index.in_flight("n", "u", 6, 110.0, patience=30)  # a newer version goes out at once
+    assert not index.in_flight("n", "u", 5, 131.0, patience=30)  # unacknowledged for too long: resend
+    index.clear_sent("n")  # the session ended: CloudHub's queue is gone
+    assert not index.in_flight("n", "u", 5, 110.0, patience=30)
+    index.note_sent("n", "u", 5, now=100.0)
+    index.put(SyncRecord("n", "u", "ns", "v1", "Pod", "p", 5))
+    assert not index.in_flight("n", "u", 5, 101.0, patience=30)

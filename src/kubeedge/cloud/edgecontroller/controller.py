@@ -189,6 +189,9 @@ class EdgeController:
                     if not self.sync.index.needs_send(node, meta.get("uid", ""), kubeapi.rv_of(obj)):
                         continue
                     await self.sync.ensure(node, obj)
+                    self.sync.index.note_sent(
+                        node, meta.get("uid", ""), kubeapi.rv_of(obj), trio.current_time()
+                    )
                 await self._ctx.send(CloudModule.CLOUDHUB, downstream.object_message(
                     node, op, rtype, obj, now_ms=self._ctx.now_ms()))  # fmt: skip
                 self.sent += 1

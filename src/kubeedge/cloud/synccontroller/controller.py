@@ -44,6 +44,10 @@ OP_ACKED: Final = "acked"
 RESYNC_PERIOD: Final = 5.0
 """Seconds between reconciles (upstream's SyncController runs every 5 s)."""
 
+RESEND_PATIENCE: Final = 30.0
+"""Seconds a sent, unacknowledged version is left to CloudHub's own retries (5 tries 5 s apart upstream) before
+the reconcile sends it again."""
+
 ORPHAN_ATTEMPTS: Final = 12
 """Unacknowledged delete rounds (one minute at the default period) before a record is dropped as an orphan."""
 
@@ -136,10 +140,14 @@ class SyncController:
     name = CloudModule.SYNCCONTROLLER.value
     group = CloudModule.SYNCCONTROLLER.value
 
-    def __init__(self, store: SyncStore, source: ObjectSource, *, period: float = RESYNC_PERIOD) -> None:
+    def __init__(
+        self, store: SyncStore, source: ObjectSource, *, period: float = RESYNC_PERIOD,
+        patience: float = RESEND_PATIENCE,
+    ) -> None:  # fmt: skip
         self.store = store
         self.source = source
         self.period = period
+        self.patience = patience
         self.connected: set[str] = set()
         self.orphans_removed = 0
         self._delete_rounds: dict[tuple[str, str], int] = {}
@@ -182,6 +190,7 @@ class SyncController:
             if not node:
                 _log.warning("session event without a node", resource=msg.route.resource)
                 return
+            self.store.index.clear_sent(node)
             if op == Operation.CONNECTED:
                 self.connected.add(node)
                 nursery.start_soon(self._reconcile_nodes, ctx, [node])
@@ -298,6 +307,11 @@ class SyncController:
             return
         assert obj is not None
         self._delete_rounds.pop(key, None)
-        if self.store.index.needs_send(record.node, record.uid, kubeapi.rv_of(obj)):
+        rv, now = kubeapi.rv_of(obj), trio.current_time()
+        index = self.store.index
+        if index.needs_send(record.node, record.uid, rv) and not index.in_flight(
+            record.node, record.uid, rv, now, self.patience
+        ):
+            index.note_sent(record.node, record.uid, rv, now)
             await ctx.send(CloudModule.CLOUDHUB, downstream.object_message(
                 record.node, Operation.UPDATE, rtype, obj, now_ms=ctx.now_ms()))  # fmt: skip

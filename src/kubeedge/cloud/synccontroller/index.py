@@ -93,6 +93,7 @@ class SyncIndex:
     def __init__(self) -> None:
         self._records: dict[tuple[str, str], SyncRecord] = {}
         self._equivalent: dict[tuple[str, str], int] = {}
+        self._sent: dict[tuple[str, str], tuple[int, float]] = {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -113,7 +114,31 @@ class SyncIndex:
     def remove(self, node: str, uid: str) -> SyncRecord | None:
         """Forget a record (its object was deleted at the edge, or the node is gone)."""
         self._equivalent.pop((node, uid), None)
+        self._sent.pop((node, uid), None)
         return self._records.pop((node, uid), None)
+
+    def note_sent(self, node: str, uid: str, rv: int, now: float) -> None:
+        """Version ``rv`` was handed to CloudHub at ``now`` (monotonic seconds); forgotten once acknowledged."""
+        self._sent[(node, uid)] = (rv, now)
+
+    def clear_sent(self, node: str) -> None:
+        """The node's session began or ended: CloudHub's queue for it is gone, nothing is in flight."""
+        for key in [k for k in self._sent if k[0] == node]:
+            del self._sent[key]
+
+    def in_flight(self, node: str, uid: str, rv: int, now: float, patience: float) -> bool:
+        """True if version ``rv`` (or newer) was sent less than ``patience`` seconds ago and not yet acknowledged.
+
+        CloudHub already retries what it holds; resending it from the reconcile would only add load.
+        """
+        sent = self._sent.get((node, uid))
+        if sent is None:
+            return False
+        acked = self.acked(node, uid)
+        if acked is not None and acked >= sent[0]:
+            del self._sent[(node, uid)]
+            return False
+        return sent[0] >= rv and now - sent[1] < patience
 
     def acked(self, node: str, uid: str) -> int | None:
         """The version the edge holds (acked, or known equivalent), None if no record exists."""
