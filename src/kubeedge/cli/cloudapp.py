@@ -97,7 +97,9 @@ async def run(cfg: CloudCoreConfig, *, shutdown_timeout: float = beehive.SHUTDOW
                     _serve_certificates, ca, tls.cert_service_context(ca_cert, cert, key), cfg
                 )
             except OSError as exc:
-                raise StartupError(f"certificate service on {hub_cfg.https.address}:{hub_cfg.https.port}: {exc}") from exc
+                raise StartupError(
+                    f"certificate service on {hub_cfg.https.address}:{hub_cfg.https.port}: {exc}"
+                ) from exc
             _log.info("certificate service ready", address=hub_cfg.https.address, port=port)
 
         try:

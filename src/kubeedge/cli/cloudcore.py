@@ -1,7 +1,8 @@
 """``cloudcore``: the cloud side (CloudHub, EdgeController, DeviceController, SyncController).
 
-For now the command handles its config (generate, check, load and summarise); the module runtime is wired in
-separately.
+Generates and checks its config, or loads it and runs cloudcore (see :mod:`kubeedge.cli.cloudapp`) until
+SIGINT/SIGTERM; ``cloudcore apiserver`` runs the embedded API server alone. Start-up problems exit with one clear
+line, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+
+import trio
 
 from kubeedge.cli import common, configflags
 from kubeedge.kit import config, log
@@ -109,4 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if enabled
         ),
     )
-    return 0
+    from kubeedge.cli import cloudapp  # the API server, hub and controllers load only when running
+
+    try:
+        return trio.run(cloudapp.run, cfg)
+    except cloudapp.StartupError as exc:
+        common.fail(f"cannot start cloudcore: {exc}")

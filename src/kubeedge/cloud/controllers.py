@@ -27,6 +27,8 @@ class Controllers:
 
     modules: list[Module]
     api: kubeapi.KubeAPI
+    store: SyncStore
+    """The acknowledged versions CloudHub consults before sending (``store.index.acked``)."""
 
 
 def kubeconfig_path(cfg: CloudCoreConfig) -> str:
@@ -56,4 +58,4 @@ def build(cfg: CloudCoreConfig, *, cloudcore_id: str = "") -> Controllers:
         modules.append(SyncController(store, edge))
     if cfg.modules.edge_controller.enable:
         modules.append(edge)
-    return Controllers(modules, api)
+    return Controllers(modules, api, store)
