@@ -62,8 +62,10 @@ class Demo:
         self.keep = args.keep
         if args.free_ports:
             self.api_port, self.ws_port, self.https_port = free_port(), free_port(), free_port()
+            self.mqtt_port = free_port()
         else:
             self.api_port, self.ws_port, self.https_port = 6443, 10000, 10002
+            self.mqtt_port = 1884
         self.kubeconfig = self.work / "admin.kubeconfig"
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.step_no = 0
@@ -129,6 +131,10 @@ class Demo:
         kubelet["staticPodPath"] = str(self.work / "edge/manifests")
         status = config["modules"].setdefault("statusServer", {})
         status["socketPath"] = str(self.work / "edge/edgecore-status.sock")
+        # The demo brings no MQTT broker: EventBus runs its internal one (mqttMode 0).
+        bus = config["modules"].setdefault("eventBus", {})
+        bus["mqttMode"] = 0
+        bus["mqttServerInternal"] = f"tcp://127.0.0.1:{self.mqtt_port}"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def pod(self) -> dict[str, Any] | None:

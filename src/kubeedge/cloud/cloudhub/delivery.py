@@ -256,18 +256,27 @@ class NodeDelivery:
     def enqueue(self, msg: Message, now: float) -> Outcome:
         """Queue ``msg`` for the edge (classified by :func:`classify`)."""
         if classify(msg) is Mode.NO_ACK:
-            outcome = Outcome.QUEUED
-            if len(self._noack) >= self.noack_queue_size:
-                self._noack.popleft()
-                self.stats.dropped_oldest += 1
-                outcome = Outcome.DROPPED_OLDEST
-            self._noack.append(msg)
-            return outcome
+            return self.enqueue_noack(msg)
         return self._enqueue_ack(msg, now)
+
+    def enqueue_noack(self, msg: Message) -> Outcome:
+        """Queue ``msg`` to be sent once, without waiting for an ack (the oldest is dropped when full)."""
+        outcome = Outcome.QUEUED
+        if len(self._noack) >= self.noack_queue_size:
+            self._noack.popleft()
+            self.stats.dropped_oldest += 1
+            outcome = Outcome.DROPPED_OLDEST
+        self._noack.append(msg)
+        return outcome
 
     def _enqueue_ack(self, msg: Message, now: float) -> Outcome:
         deleting = is_delete(msg)
         rv = parse_rv(msg.header.resource_version)
+        if msg.route.operation == Operation.RESPONSE and (rv is None or not object_uid(msg)):
+            # An answer that carries no versioned object (a NotFound ObjectResp, an error status) has nothing
+            # to supersede or record: it still must reach the edge, which waits for it (upstream drops it and
+            # leaves the edge waiting for its query timeout).
+            return self.enqueue_noack(msg)
         if not msg.header.resource_version and not deleting:
             self.stats.invalid += 1
             return Outcome.NO_VERSION

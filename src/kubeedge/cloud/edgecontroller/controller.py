@@ -45,12 +45,27 @@ from kubeedge.cloud.synccontroller.controller import SyncStore, session_node
 from kubeedge.kit import limits, log
 from kubeedge.kit.beehive import BeehiveError, Context
 from kubeedge.proto import resource as resources
+from kubeedge.proto.codec import lenient_get
 from kubeedge.proto.message import Message
 from kubeedge.proto.vocab import CloudModule, Group, Operation, ResourceType
 
 _log = log.get(__name__)
 
 _EventType = kubeapi.EventType
+
+
+def reply_version(content: Any) -> str:
+    """resourceVersion of the object an answer carries (bare or in an ObjectResp), ``""`` if none.
+
+    CloudHub delivers answers with an object reliably (acked, recorded in ObjectSync), which needs the version.
+    """
+    if isinstance(content, dict):
+        obj = lenient_get(content, "Object") if not isinstance(content.get("metadata"), dict) else content
+        if isinstance(obj, dict):
+            meta = obj.get("metadata")
+            if isinstance(meta, dict) and isinstance(meta.get("resourceVersion"), str):
+                return str(meta["resourceVersion"])
+    return ""
 
 
 class EdgeController:
@@ -324,7 +339,7 @@ class EdgeController:
             answer = Message.new(
                 source=CloudModule.EDGECONTROLLER, group=Group.RESOURCE, operation=reply.operation,
                 resource=reply.resource, content=reply.content, now_ms=self._ctx.now_ms(),
-                parent_msg_id=msg.msg_id,
+                parent_msg_id=msg.msg_id, resource_version=reply_version(reply.content),
             )  # fmt: skip
             await self._ctx.send(CloudModule.CLOUDHUB, answer)
         except BeehiveError as exc:

@@ -349,6 +349,10 @@ class EventBus:
                 return
             topic = f"$hw/events/node/{self.node_name}/authInfo/get/result"
             self.publish(topic, json.dumps(msg.content, separators=(",", ":")).encode())
+        elif op == Operation.CONNECT:
+            # EdgeHub's cloud_connected/cloud_disconnected broadcast reaches the bus group as upstream; EventBus
+            # keeps serving local MQTT traffic either way.
+            _log.debug("eventbus: cloud link state", state=msg.content)
         else:
             _log.warning(
                 "eventbus: unknown operation", operation=op, resource=resource, source=msg.route.source
