@@ -134,7 +134,7 @@ class PahoEventBus:
                 now_ms=int(time.time() * 1000),
             )
             # Blocking paho's thread is the backpressure: the broker holds QoS 1 messages meanwhile.
-            with contextlib.suppress(trio.RunFinishedError, trio.Cancelled):
+            with contextlib.suppress(trio.RunFinishedError, trio.Cancelled, trio.ClosedResourceError):
                 trio.from_thread.run(send.send, msg, trio_token=token)
 
         client.on_connect = on_connect
@@ -159,7 +159,10 @@ class PahoEventBus:
                         )
                         client.publish(msg.route.resource, data, qos=1)
         finally:
-            client.loop_stop()
+            # Unblock a paho callback waiting on us, then stop its thread without blocking trio's.
+            send.close()
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await trio.to_thread.run_sync(client.loop_stop)
             client.disconnect()
 
 
