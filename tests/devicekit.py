@@ -75,6 +75,15 @@ class Mapper:
         data = payload if isinstance(payload, bytes | str) else json.dumps(payload)
         self._client.publish(topic, data, qos=1).wait_for_publish(10)
 
+    def publish_nowait(self, topic: str, payload: Any) -> None:
+        """Queue a QoS 1 publish without waiting for the broker (load generation)."""
+        self._client.publish(topic, json.dumps(payload), qos=1)
+
+    def count(self, topic: str) -> int:
+        """How many messages arrived on ``topic``."""
+        with self._cond:
+            return sum(1 for m in self.messages if m.topic == topic)
+
     def wait_for(self, topic: str, pred: Callable[[Any], bool] = lambda _p: True, timeout: float = 10) -> Any:
         """The payload of the first message on ``topic`` matching ``pred`` (polled under a deadline)."""
         deadline = time.monotonic() + timeout

@@ -189,12 +189,16 @@ class DeviceController:
             ):
                 return
             except ApiException as e:
+                if self._stop.is_set():
+                    return
                 if e.status != 410:
                     _log.warning(
                         "device watch failed; retrying", plural=plural, status=e.status, reason=e.reason
                     )
                     self._stop.wait(backoff.next_delay())
             except Exception as e:  # a watcher must outlive any client or connection failure
+                if self._stop.is_set():
+                    return
                 _log.warning("device watch failed; retrying", plural=plural, error=repr(e))
                 self._stop.wait(backoff.next_delay())
 

@@ -212,6 +212,8 @@ class DeviceTwin:
                 operation=vocab.Operation.UPDATE,
                 content={"event_id": eid or make_id(), "timestamp": now, "twin": twins.twins_json(changed)},
                 created_ms=now,
+                # Sent right after the commit when connected: no second commit to record it.
+                sent_ms=now if self.connected else 0,
             )
         if result.changed:
             changes = {n: after for n, (_, after) in result.changed.items()}
@@ -229,7 +231,7 @@ class DeviceTwin:
             if delta is not None:
                 await self._publish(ctx, topics.device_topic(device_id, "twin/update/delta"), delta)
         if report is not None:
-            await self._send_reports(ctx, store, [report])
+            await self._send_reports(ctx, store, [report], record=False)
 
     async def _state_update(
         self,
@@ -259,10 +261,11 @@ class DeviceTwin:
             # Upstream sends this content as a JSON string, not an object.
             content=json.dumps(body, separators=(",", ":")),
             created_ms=now,
+            sent_ms=now if self.connected else 0,
         )
         await trio.to_thread.run_sync(store.set_state, device.id, state, last_online, report)
         await self._publish(ctx, result_topic, body)
-        await self._send_reports(ctx, store, [report])
+        await self._send_reports(ctx, store, [report], record=False)
 
     @staticmethod
     def _membership_list(eid: str, now: int, devices: list[storemod.Device]) -> dict[str, Any]:
@@ -383,8 +386,15 @@ class DeviceTwin:
 
     # --- reports to the cloud ---------------------------------------------------------------------------
     async def _send_reports(
-        self, ctx: beehive.Bus, store: storemod.DeviceStore, reports: list[storemod.Report]
+        self,
+        ctx: beehive.Bus,
+        store: storemod.DeviceStore,
+        reports: list[storemod.Report],
+        *,
+        record: bool = True,
     ) -> None:
+        """Send ``reports`` to the hub while connected; ``record=False`` when their ``sent_ms`` is already stored
+        (a fresh report whose send fails is then retried after the resend interval, or at once on reconnect)."""
         if not self.connected or not reports:
             return
         sent = []
@@ -404,7 +414,8 @@ class DeviceTwin:
                 _log.warning("report not sent; will resend", resource=r.resource, error=str(e))
                 break
             sent.append(r.msg_id)
-        await trio.to_thread.run_sync(store.mark_sent, sent, ctx.now_ms())
+        if record:
+            await trio.to_thread.run_sync(store.mark_sent, sent, ctx.now_ms())
 
     async def _resend_loop(self, ctx: beehive.Bus, store: storemod.DeviceStore) -> None:
         # Polls at a quarter of the interval so a report is resent at most 1.25 intervals after its last send.

@@ -118,6 +118,20 @@ class Report:
     sent_ms: int = 0
 
 
+_DEVICE_COLS: Final = "id, name, description, state, last_online"
+_TWIN_COLS: Final = "name, expected, actual, expected_meta, actual_meta, expected_version, actual_version, optional, attr_type"
+_SQL_INSERT_TWIN: Final = (
+    "INSERT INTO device_twin (deviceid, name, description, expected, actual, expected_meta, actual_meta, "
+    "expected_version, actual_version, optional, attr_type, metadata) VALUES (:deviceid, :name, :description, "
+    ":expected, :actual, :expected_meta, :actual_meta, :expected_version, :actual_version, :optional, "
+    ":attr_type, :metadata)"
+)
+
+
+def _device(r: Any) -> Device:
+    return Device(r[0], r[1] or "", r[2] or "", r[3] or "unknown", r[4] or "")
+
+
 def _twin_from_row(row: Any) -> Twin:
     def version(text: str | None) -> Version:
         try:
@@ -131,16 +145,27 @@ def _twin_from_row(row: Any) -> Twin:
         except (ValueError, TypeError, AttributeError):
             return 0
 
+    (
+        name,
+        expected,
+        actual,
+        expected_meta,
+        actual_meta,
+        expected_version,
+        actual_version,
+        optional,
+        attr_type,
+    ) = row
     return Twin(
-        name=row.name,
-        expected=row.expected,
-        actual=row.actual,
-        expected_ts=ts(row.expected_meta),
-        actual_ts=ts(row.actual_meta),
-        expected_version=version(row.expected_version),
-        actual_version=version(row.actual_version),
-        optional=bool(row.optional) if row.optional is not None else True,
-        attr_type=row.attr_type or "string",
+        name=name,
+        expected=expected,
+        actual=actual,
+        expected_ts=ts(expected_meta),
+        actual_ts=ts(actual_meta),
+        expected_version=version(expected_version),
+        actual_version=version(actual_version),
+        optional=bool(optional) if optional is not None else True,
+        attr_type=attr_type or "string",
     )
 
 
@@ -218,156 +243,147 @@ class DeviceStore:
             self._conn.close()
             self._engine.dispose()
 
+    # Statements run as plain SQL on the driver connection: building Core statements costs more than
+    # the row work, and reads must not take the write lock (SQLAlchemy would wrap them in BEGIN IMMEDIATE).
     @contextmanager
-    def _tx(self) -> Iterator[sa.Connection]:
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on error)."""
+        with self._lock:
+            raw = self._raw()
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    yield raw
+                except BaseException:
+                    raw.execute("ROLLBACK")
+                    raise
+                raw.execute("COMMIT")
+            except sqlite3.DatabaseError as e:
+                raise DeviceStoreError(f"{self.path}: {e.__class__.__name__}: {e}") from e
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:
             try:
-                with self._conn.begin():
-                    yield self._conn
-            except (exc.DBAPIError, sqlite3.DatabaseError) as e:
+                return self._raw().execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as e:
                 raise DeviceStoreError(f"{self.path}: {e.__class__.__name__}: {e}") from e
+
+    def _raw(self) -> sqlite3.Connection:
+        raw = self._conn.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        return raw
 
     # --- devices --------------------------------------------------------------------------------------
     def devices(self) -> list[Device]:
         """Every device, by id."""
-        with self._tx() as conn:
-            rows = conn.execute(sa.select(device_table).order_by(device_table.c.id)).all()
-        return [
-            Device(r.id, r.name or "", r.description or "", r.state or "unknown", r.last_online or "")
-            for r in rows
-        ]
+        return [_device(r) for r in self._read(f"SELECT {_DEVICE_COLS} FROM device ORDER BY id")]
 
     def device(self, device_id: str) -> Device | None:
         """One device, or ``None``."""
-        with self._tx() as conn:
-            r = conn.execute(sa.select(device_table).where(device_table.c.id == device_id)).first()
-        if r is None:
-            return None
-        return Device(r.id, r.name or "", r.description or "", r.state or "unknown", r.last_online or "")
+        rows = self._read(f"SELECT {_DEVICE_COLS} FROM device WHERE id = ?", (device_id,))
+        return _device(rows[0]) if rows else None
 
     def put_device(self, device: Device) -> bool:
         """Insert or update the device's name/description (state kept); ``False`` if the table is full."""
         with self._tx() as conn:
-            exists = conn.execute(sa.select(device_table.c.id).where(device_table.c.id == device.id)).first()
-            if exists is not None:
+            if conn.execute("SELECT 1 FROM device WHERE id = ?", (device.id,)).fetchone() is not None:
                 conn.execute(
-                    device_table.update()
-                    .where(device_table.c.id == device.id)
-                    .values(name=device.name, description=device.description)
+                    "UPDATE device SET name = ?, description = ? WHERE id = ?",
+                    (device.name, device.description, device.id),
                 )
                 return True
-            count = conn.execute(sa.select(sa.func.count()).select_from(device_table)).scalar_one()
-            if count >= limits.TWIN_MAX_DEVICES:
+            if conn.execute("SELECT count(*) FROM device").fetchone()[0] >= limits.TWIN_MAX_DEVICES:
                 return False
             conn.execute(
-                device_table.insert().values(
-                    id=device.id,
-                    name=device.name,
-                    description=device.description,
-                    state=device.state,
-                    last_online=device.last_online,
-                )
+                f"INSERT INTO device ({_DEVICE_COLS}) VALUES (?, ?, ?, ?, ?)",
+                (device.id, device.name, device.description, device.state, device.last_online),
             )
             return True
 
     def remove_device(self, device_id: str) -> bool:
         """Delete the device with its attributes and twins; ``False`` if it did not exist."""
         with self._tx() as conn:
-            gone = conn.execute(device_table.delete().where(device_table.c.id == device_id)).rowcount
-            conn.execute(device_twin_table.delete().where(device_twin_table.c.deviceid == device_id))
-            conn.execute(device_attr_table.delete().where(device_attr_table.c.deviceid == device_id))
+            gone = conn.execute("DELETE FROM device WHERE id = ?", (device_id,)).rowcount
+            conn.execute("DELETE FROM device_twin WHERE deviceid = ?", (device_id,))
+            conn.execute("DELETE FROM device_attr WHERE deviceid = ?", (device_id,))
         return bool(gone)
 
     def set_state(self, device_id: str, state: str, last_online: str | None, report: Report | None) -> None:
         """Store the device state (and ``last_online`` unless ``None``) and queue ``report``, atomically."""
-        values: dict[str, str] = {"state": state}
-        if last_online is not None:
-            values["last_online"] = last_online
         with self._tx() as conn:
-            conn.execute(device_table.update().where(device_table.c.id == device_id).values(**values))
+            if last_online is None:
+                conn.execute("UPDATE device SET state = ? WHERE id = ?", (state, device_id))
+            else:
+                conn.execute(
+                    "UPDATE device SET state = ?, last_online = ? WHERE id = ?",
+                    (state, last_online, device_id),
+                )
             if report is not None:
                 self._queue(conn, report)
 
     # --- twins ----------------------------------------------------------------------------------------
     def twins(self, device_id: str) -> dict[str, Twin]:
         """The device's twins by name."""
-        with self._tx() as conn:
-            rows = conn.execute(
-                sa.select(device_twin_table).where(device_twin_table.c.deviceid == device_id)
-            ).all()
-        return {r.name: _twin_from_row(r) for r in rows}
+        rows = self._read(f"SELECT {_TWIN_COLS} FROM device_twin WHERE deviceid = ?", (device_id,))
+        return {r[0]: _twin_from_row(r) for r in rows}
 
     def write_twins(
         self, device_id: str, changed: Mapping[str, Twin | None], report: Report | None = None
     ) -> None:
         """Replace the changed twins (``None`` deletes) and queue ``report``, in one transaction."""
         with self._tx() as conn:
-            if changed:
-                conn.execute(
-                    device_twin_table.delete().where(
-                        device_twin_table.c.deviceid == device_id,
-                        device_twin_table.c.name.in_(list(changed)),
-                    )
-                )
-                rows = [_twin_row(device_id, t) for t in changed.values() if t is not None]
-                if rows:
-                    conn.execute(device_twin_table.insert(), rows)
+            for name, t in changed.items():
+                conn.execute("DELETE FROM device_twin WHERE deviceid = ? AND name = ?", (device_id, name))
+                if t is not None:
+                    conn.execute(_SQL_INSERT_TWIN, _twin_row(device_id, t))
             if report is not None:
                 self._queue(conn, report)
 
     # --- outbox ---------------------------------------------------------------------------------------
-    def _queue(self, conn: sa.Connection, report: Report) -> None:
+    def _queue(self, conn: sqlite3.Connection, report: Report) -> None:
         conn.execute(
-            outbox_table.insert().values(
-                msg_id=report.msg_id,
-                resource=report.resource,
-                operation=report.operation,
-                content=json.dumps(report.content, separators=(",", ":")),
-                created_ms=report.created_ms,
-                sent_ms=report.sent_ms,
-            )
+            "INSERT INTO twin_outbox (msg_id, resource, operation, content, created_ms, sent_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                report.msg_id,
+                report.resource,
+                report.operation,
+                json.dumps(report.content, separators=(",", ":")),
+                report.created_ms,
+                report.sent_ms,
+            ),
         )
-        count = conn.execute(sa.select(sa.func.count()).select_from(outbox_table)).scalar_one()
+        count = conn.execute("SELECT count(*) FROM twin_outbox").fetchone()[0]
         if count > limits.TWIN_OUTBOX_MAX:
-            oldest = (
-                sa.select(outbox_table.c.seq)
-                .order_by(outbox_table.c.seq)
-                .limit(count - limits.TWIN_OUTBOX_MAX)
+            extra = count - limits.TWIN_OUTBOX_MAX
+            conn.execute(
+                "DELETE FROM twin_outbox WHERE seq IN (SELECT seq FROM twin_outbox ORDER BY seq LIMIT ?)",
+                (extra,),
             )
-            conn.execute(outbox_table.delete().where(outbox_table.c.seq.in_(oldest)))
-            _log.warning(
-                "twin outbox full: dropped oldest unconfirmed reports", dropped=count - limits.TWIN_OUTBOX_MAX
-            )
+            _log.warning("twin outbox full: dropped oldest unconfirmed reports", dropped=extra)
 
     def pending(self, *, sent_before_ms: int, limit: int = 256) -> list[Report]:
         """Unconfirmed reports last sent before ``sent_before_ms`` (never-sent ones have 0), oldest first."""
-        with self._tx() as conn:
-            rows = conn.execute(
-                sa.select(outbox_table)
-                .where(outbox_table.c.sent_ms < sent_before_ms)
-                .order_by(outbox_table.c.seq)
-                .limit(limit)
-            ).all()
-        return [
-            Report(r.msg_id, r.resource, r.operation, json.loads(r.content), r.created_ms, r.sent_ms)
-            for r in rows
-        ]
+        rows = self._read(
+            "SELECT msg_id, resource, operation, content, created_ms, sent_ms FROM twin_outbox "
+            "WHERE sent_ms < ? ORDER BY seq LIMIT ?",
+            (sent_before_ms, limit),
+        )
+        return [Report(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
     def mark_sent(self, msg_ids: Sequence[str], now_ms: int) -> None:
         """Record that these reports were (re)sent at ``now_ms``."""
         if not msg_ids:
             return
         with self._tx() as conn:
-            conn.execute(
-                outbox_table.update().where(outbox_table.c.msg_id.in_(list(msg_ids))).values(sent_ms=now_ms)
+            conn.executemany(
+                "UPDATE twin_outbox SET sent_ms = ? WHERE msg_id = ?", [(now_ms, m) for m in msg_ids]
             )
 
     def confirm(self, msg_id: str) -> bool:
         """Forget a report the cloud confirmed; ``False`` if it was not pending."""
         with self._tx() as conn:
-            return bool(conn.execute(outbox_table.delete().where(outbox_table.c.msg_id == msg_id)).rowcount)
+            return bool(conn.execute("DELETE FROM twin_outbox WHERE msg_id = ?", (msg_id,)).rowcount)
 
     def outbox_len(self) -> int:
         """How many reports wait for confirmation."""
-        with self._tx() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(outbox_table)).scalar_one())
+        return int(self._read("SELECT count(*) FROM twin_outbox")[0][0])
