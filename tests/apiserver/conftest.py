@@ -90,7 +90,13 @@ class Cluster:
         """Run the real kubectl with the written kubeconfig; returns stdout (raises with stderr on failure)."""
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.home)}
         proc = subprocess.run(
-            [KUBECTL, *args], input=input, capture_output=True, text=True, env=env, timeout=timeout, check=False
+            [KUBECTL, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")

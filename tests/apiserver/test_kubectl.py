@@ -81,7 +81,8 @@ def applied(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("manifests") / "app.yaml"
     path.write_text(MANIFEST.format(mode="one", tag="1.25"))
     out = cluster.kubectl("apply", "-f", str(path))
-    assert "namespace/kctl created" in out and "pod/web created" in out
+    assert "namespace/kctl created" in out
+    assert "pod/web created" in out
     assert "device.devices.kubeedge.io/thermometer created" in out
     return path
 
@@ -89,7 +90,8 @@ def applied(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_apply_change_and_reapply(cluster: Cluster, applied: Path) -> None:
     applied.write_text(MANIFEST.format(mode="two", tag="1.26"))
     out = cluster.kubectl("apply", "-f", str(applied))
-    assert "configmap/settings configured" in out and "pod/web configured" in out
+    assert "configmap/settings configured" in out
+    assert "pod/web configured" in out
     assert "node/edge-a unchanged" in out
     assert cluster.kubectl("get", "cm", "settings", "-n", "kctl", "-o", "jsonpath={.data.mode}") == "two"
     image = cluster.kubectl("get", "pod", "web", "-n", "kctl", "-o", "jsonpath={.spec.containers[0].image}")
@@ -100,12 +102,17 @@ def test_apply_change_and_reapply(cluster: Cluster, applied: Path) -> None:
 
 def test_get_wide(cluster: Cluster, applied: Path) -> None:
     pods = cluster.kubectl("get", "pods", "-n", "kctl", "-o", "wide").splitlines()
-    assert pods[0].split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] and "NODE" in pods[0]
-    assert pods[1].split()[:3] == ["web", "0/1", "Pending"] and "edge-gone" in pods[1]
+    assert pods[0].split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert "NODE" in pods[0]
+    assert pods[1].split()[:3] == ["web", "0/1", "Pending"]
+    assert "edge-gone" in pods[1]
     nodes = cluster.kubectl("get", "nodes", "-o", "wide").splitlines()
-    assert "INTERNAL-IP" in nodes[0] and "CONTAINER-RUNTIME" in nodes[0]
+    assert "INTERNAL-IP" in nodes[0]
+    assert "CONTAINER-RUNTIME" in nodes[0]
     row = next(line for line in nodes if line.startswith("edge-a"))
-    assert row.split()[1:3] == ["Ready", "edge"] and "192.0.2.10" in row and "containerd://1.7.0" in row
+    assert row.split()[1:3] == ["Ready", "edge"]
+    assert "192.0.2.10" in row
+    assert "containerd://1.7.0" in row
 
 
 def test_describe_node_and_pod(cluster: Cluster, applied: Path) -> None:
@@ -120,9 +127,18 @@ def test_describe_node_and_pod(cluster: Cluster, applied: Path) -> None:
 
 def test_label_and_patch_kinds(cluster: Cluster, applied: Path) -> None:
     assert "pod/web labeled" in cluster.kubectl("label", "pod", "web", "-n", "kctl", "tier=front")
-    cluster.kubectl("patch", "pod", "web", "-n", "kctl", "--type=merge", "-p", '{"metadata":{"labels":{"m":"1"}}}')
     cluster.kubectl(
-        "patch", "pod", "web", "-n", "kctl", "--type=json", "-p", '[{"op":"add","path":"/metadata/labels/j","value":"2"}]'
+        "patch", "pod", "web", "-n", "kctl", "--type=merge", "-p", '{"metadata":{"labels":{"m":"1"}}}'
+    )
+    cluster.kubectl(
+        "patch",
+        "pod",
+        "web",
+        "-n",
+        "kctl",
+        "--type=json",
+        "-p",
+        '[{"op":"add","path":"/metadata/labels/j","value":"2"}]',
     )
     cluster.kubectl(
         "patch", "pod", "web", "-n", "kctl", "--type=strategic",
@@ -130,9 +146,9 @@ def test_label_and_patch_kinds(cluster: Cluster, applied: Path) -> None:
     )  # fmt: skip
     labels = cluster.kubectl("get", "pod", "web", "-n", "kctl", "--show-labels").splitlines()[1]
     assert "app=web,j=2,m=1,tier=front" in labels
-    assert cluster.kubectl("get", "pod", "web", "-n", "kctl", "-o", "jsonpath={.spec.containers[0].image}") == (
-        "nginx:1.27"
-    )
+    assert cluster.kubectl(
+        "get", "pod", "web", "-n", "kctl", "-o", "jsonpath={.spec.containers[0].image}"
+    ) == ("nginx:1.27")
     assert "pod/web unlabeled" in cluster.kubectl("label", "pod", "web", "-n", "kctl", "tier-")
 
 
@@ -171,13 +187,17 @@ def test_get_watch_streams_changes(cluster: Cluster, applied: Path) -> None:
     try:
         assert seen_initial.wait(30), lines
         cluster.kubectl(
-            "apply", "-f", "-", input="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: streamed\n  namespace: kctl\n"
+            "apply",
+            "-f",
+            "-",
+            input="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: streamed\n  namespace: kctl\n",
         )
         assert seen_change.wait(30), lines
     finally:
         proc.kill()
         proc.wait(10)
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         proc.stdout.close()
         proc.stderr.close()
     assert any(line.split()[:2] == ["ADDED", "streamed"] for line in lines)
@@ -200,4 +220,32 @@ def test_apply_rejects_unknown_fields_and_bad_names(cluster: Cluster, tmp_path: 
     assert 'unknown field "bogus"' in out
     bad.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Not_Valid\n  namespace: default\n")
     out = cluster.kubectl("apply", "-f", str(bad), check=False)
-    assert "RFC 1123 subdomain" in out and "metadata.name" in out
+    assert "RFC 1123 subdomain" in out
+    assert "metadata.name" in out
+
+
+def test_typed_create_commands_send_protobuf(cluster: Cluster) -> None:
+    assert "namespace/typed created" in cluster.kubectl("create", "namespace", "typed")
+    cluster.kubectl("create", "configmap", "c", "-n", "typed", "--from-literal=a=b")
+    cluster.kubectl("create", "secret", "generic", "s", "-n", "typed", "--from-literal=pw=x")
+    cluster.kubectl("create", "serviceaccount", "robot", "-n", "typed")
+    assert cluster.kubectl("get", "cm", "c", "-n", "typed", "-o", "jsonpath={.data.a}") == "b"
+    assert (
+        cluster.kubectl("get", "secret", "s", "-n", "typed", "-o", "jsonpath={.data.pw} {.type}")
+        == "eA== Opaque"
+    )
+    assert cluster.kubectl("get", "ns", "typed", "-o", "jsonpath={.spec.finalizers}") == '["kubernetes"]'
+    token = cluster.kubectl("create", "token", "robot", "-n", "typed", "--duration=2h").strip()
+    assert token.count(".") == 2
+    assert "pod/runner created" in cluster.kubectl(
+        "run", "runner", "-n", "typed", "--image=nginx:1.25", "--port=80", "--env=A=1", "--labels=x=y",
+        "--restart=Never", "--", "sleep", "10",
+    )  # fmt: skip
+    got = cluster.kubectl(
+        "get", "pod", "runner", "-n", "typed",
+        "-o", "jsonpath={.spec.containers[0].image} {.spec.containers[0].args} {.spec.containers[0].env[0].value}"
+              " {.spec.containers[0].ports[0].containerPort} {.metadata.labels.x} {.spec.restartPolicy}",
+    )  # fmt: skip
+    assert got == 'nginx:1.25 ["sleep","10"] 1 80 y Never'
+    out = cluster.kubectl("create", "deployment", "d", "--image=x", "-n", "typed", check=False)
+    assert "could not find the requested resource" in out

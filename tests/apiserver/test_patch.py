@@ -58,7 +58,9 @@ def test_json_patch_add_then_remove_restores(doc: dict[str, Any], key: str, valu
     if key in doc:
         return
     ptr = "/" + key.replace("~", "~0").replace("/", "~1")
-    added = patch.json_patch(doc, [{"op": "add", "path": ptr, "value": value}, {"op": "test", "path": ptr, "value": value}])
+    added = patch.json_patch(
+        doc, [{"op": "add", "path": ptr, "value": value}, {"op": "test", "path": ptr, "value": value}]
+    )
     assert added[key] == value
     assert patch.json_patch(added, [{"op": "remove", "path": ptr}]) == doc
 
@@ -83,12 +85,19 @@ def test_strategic_merge_by_merge_keys() -> None:
         "metadata": {"finalizers": ["a"]},
         "spec": {
             "containers": [
-                {"name": "app", "image": "a:1", "env": [{"name": "X", "value": "1"}], "ports": [{"containerPort": 80}]},
+                {
+                    "name": "app",
+                    "image": "a:1",
+                    "env": [{"name": "X", "value": "1"}],
+                    "ports": [{"containerPort": 80}],
+                },
                 {"name": "side", "image": "s:1"},
             ],
             "tolerations": [{"key": "k"}],
         },
-        "status": {"conditions": [{"type": "Ready", "status": "False"}, {"type": "Initialized", "status": "True"}]},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "False"}, {"type": "Initialized", "status": "True"}]
+        },
     }
     out = patch.strategic_merge("Pod", pod, {
         "metadata": {"finalizers": ["b"]},
@@ -101,11 +110,15 @@ def test_strategic_merge_by_merge_keys() -> None:
     })  # fmt: skip
     app = out["spec"]["containers"][0]
     assert [c["name"] for c in out["spec"]["containers"]] == ["app"]
-    assert app["image"] == "a:2" and app["env"] == [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]
+    assert app["image"] == "a:2"
+    assert app["env"] == [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]
     assert app["ports"] == [{"containerPort": 80}]
     assert out["spec"]["tolerations"] == [{"key": "new"}]  # no merge key: replaced
     assert out["metadata"]["finalizers"] == ["a", "b"]
-    assert {c["type"]: c["status"] for c in out["status"]["conditions"]} == {"Ready": "True", "Initialized": "True"}
+    assert {c["type"]: c["status"] for c in out["status"]["conditions"]} == {
+        "Ready": "True",
+        "Initialized": "True",
+    }
 
 
 def test_strategic_directives() -> None:
@@ -117,7 +130,10 @@ def test_strategic_directives() -> None:
         "spec": {"x": {"$patch": "replace", "c": 3}},
         "metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]},
     })  # fmt: skip
-    assert out["status"]["addresses"] == [{"type": "Hostname", "address": "h"}, {"type": "InternalIP", "address": "2"}]
+    assert out["status"]["addresses"] == [
+        {"type": "Hostname", "address": "h"},
+        {"type": "InternalIP", "address": "2"},
+    ]
     assert out["spec"]["x"] == {"c": 3}
     assert out["metadata"]["finalizers"] == ["b"]
     svc = patch.strategic_merge("Service", {"spec": {"ports": [{"port": 80, "name": "a"}]}},

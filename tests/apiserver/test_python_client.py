@@ -35,7 +35,12 @@ def test_version_and_discovery(api: Any) -> None:
     info = client.VersionApi(api).get_code()
     assert info.major == "1"
     groups = {g.name for g in client.ApisApi(api).get_api_versions().groups}
-    assert {"coordination.k8s.io", "apiextensions.k8s.io", "devices.kubeedge.io", "reliablesyncs.kubeedge.io"} <= groups
+    assert {
+        "coordination.k8s.io",
+        "apiextensions.k8s.io",
+        "devices.kubeedge.io",
+        "reliablesyncs.kubeedge.io",
+    } <= groups
     names = {r.name for r in client.CoreV1Api(api).get_api_resources().resources}
     assert {"pods", "pods/status", "pods/binding", "nodes/status", "serviceaccounts/token"} <= names
 
@@ -55,12 +60,13 @@ def test_crud_core_kinds(api: Any) -> None:
         ("event", {"metadata": {"name": "ev1"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": NS},
                    "reason": "Test", "message": "hello"}),
         ("service_account", {"metadata": {"name": "sa1"}}),
-        ("pod", _pod("p1")),
+        ("pod", _pod("p1", nodeName="ghost-node")),
     ]  # fmt: skip
     for kind, body in bodies:
         created = getattr(core, f"create_namespaced_{kind}")(NS, body)
         name = body["metadata"]["name"]
-        assert created.metadata.uid and created.metadata.creation_timestamp is not None
+        assert created.metadata.uid
+        assert created.metadata.creation_timestamp is not None
         got = getattr(core, f"read_namespaced_{kind}")(name, NS)
         assert got.metadata.resource_version == created.metadata.resource_version
         listed = getattr(core, f"list_namespaced_{kind}")(NS)
@@ -70,11 +76,14 @@ def test_crud_core_kinds(api: Any) -> None:
         assert int(updated.metadata.resource_version) > int(created.metadata.resource_version)
         assert updated.metadata.labels == {"touched": "yes"}
     secret = core.read_namespaced_secret("s1", NS)
-    assert secret.data == {"password": "aHVudGVyMg=="} and secret.type == "Opaque"
+    assert secret.data == {"password": "aHVudGVyMg=="}
+    assert secret.type == "Opaque"
     svc = core.read_namespaced_service("svc1", NS)
-    assert svc.spec.cluster_ip.startswith("10.") and svc.spec.ports[0].target_port == 80
+    assert svc.spec.cluster_ip.startswith("10.")
+    assert svc.spec.ports[0].target_port == 80
     pod = core.read_namespaced_pod("p1", NS)
-    assert pod.spec.restart_policy == "Always" and pod.spec.containers[0].image_pull_policy == "IfNotPresent"
+    assert pod.spec.restart_policy == "Always"
+    assert pod.spec.containers[0].image_pull_policy == "IfNotPresent"
     assert pod.status.phase == "Pending"
     for kind, body in bodies:
         getattr(core, f"delete_namespaced_{kind}")(body["metadata"]["name"], NS)
@@ -91,7 +100,8 @@ def test_crud_cluster_kinds_and_leases(api: Any) -> None:
     core.delete_node("crud-node")
     coord = client.CoordinationV1Api(api)
     lease = coord.create_namespaced_lease(
-        "kube-node-lease", {"metadata": {"name": "edge-x"}, "spec": {"holderIdentity": "edge-x", "leaseDurationSeconds": 40}}
+        "kube-node-lease",
+        {"metadata": {"name": "edge-x"}, "spec": {"holderIdentity": "edge-x", "leaseDurationSeconds": 40}},
     )
     lease.spec.renew_time = "2026-01-01T00:00:00.000000Z"
     renewed = coord.replace_namespaced_lease("edge-x", "kube-node-lease", lease)
@@ -102,7 +112,8 @@ def test_crud_cluster_kinds_and_leases(api: Any) -> None:
 def test_generate_name_and_conflict(api: Any) -> None:
     core = client.CoreV1Api(api)
     a = core.create_namespaced_config_map(NS, {"metadata": {"generateName": "gen-"}, "data": {}})
-    assert a.metadata.name.startswith("gen-") and len(a.metadata.name) == 9
+    assert a.metadata.name.startswith("gen-")
+    assert len(a.metadata.name) == 9
     stale = core.read_namespaced_config_map(a.metadata.name, NS)
     fresh = core.read_namespaced_config_map(a.metadata.name, NS)
     fresh.data = {"x": "1"}
@@ -110,10 +121,12 @@ def test_generate_name_and_conflict(api: Any) -> None:
     stale.data = {"x": "2"}
     with pytest.raises(ApiException) as err:
         core.replace_namespaced_config_map(a.metadata.name, NS, stale)
-    assert err.value.status == 409 and "Conflict" in err.value.body
+    assert err.value.status == 409
+    assert "Conflict" in err.value.body
     with pytest.raises(ApiException) as err:
         core.create_namespaced_config_map(NS, {"metadata": {"name": a.metadata.name}})
-    assert err.value.status == 409 and "AlreadyExists" in err.value.body
+    assert err.value.status == 409
+    assert "AlreadyExists" in err.value.body
 
 
 def test_list_pagination_and_selectors(api: Any) -> None:
@@ -131,7 +144,10 @@ def test_list_pagination_and_selectors(api: Any) -> None:
         if not token:
             break
     assert seen == [f"page-{i}" for i in range(7)]
-    names = lambda sel: {i.metadata.name for i in core.list_namespaced_config_map(NS, label_selector=sel).items}  # noqa: E731
+
+    def names(sel):
+        return {i.metadata.name for i in core.list_namespaced_config_map(NS, label_selector=sel).items}
+
     assert names("idx in (1,2),page") == {"page-1", "page-2"}
     assert names("page=yes,idx notin (0,1,2,3,4,5)") == {"page-6"}
     assert names("idx!=0,page==yes") == {f"page-{i}" for i in range(1, 7)}
@@ -152,7 +168,9 @@ def test_pod_field_selectors_and_binding(api: Any) -> None:
     pending = core.list_namespaced_pod(NS, field_selector="status.phase=Pending,spec.nodeName=")
     assert "unbound" in {p.metadata.name for p in pending.items}
     core.create_namespaced_binding(
-        NS, {"metadata": {"name": "unbound"}, "target": {"kind": "Node", "name": "ghost-node"}}, _preload_content=False
+        NS,
+        {"metadata": {"name": "unbound"}, "target": {"kind": "Node", "name": "ghost-node"}},
+        _preload_content=False,
     )
     assert core.read_namespaced_pod("unbound", NS).spec.node_name == "ghost-node"
     for name in ("bound", "unbound"):
@@ -166,27 +184,34 @@ def test_status_patches_on_node_and_pod(api: Any) -> None:
         {"type": "MemoryPressure", "status": "False"},
     ]}})  # fmt: skip
     patched = core.patch_node_status(
-        "patch-node", {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
+        "patch-node",
+        {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}},
     )
     by_type = {c.type: c for c in patched.status.conditions}
-    assert by_type["Ready"].status == "True" and by_type["MemoryPressure"].status == "False"
+    assert by_type["Ready"].status == "True"
+    assert by_type["MemoryPressure"].status == "False"
     merged = core.patch_node_status(
         "patch-node", {"status": {"capacity": {"cpu": "4"}}}, _content_type="application/merge-patch+json"
     )
-    assert merged.status.capacity == {"cpu": "4"} and len(merged.status.conditions) == 2
+    assert merged.status.capacity == {"cpu": "4"}
+    assert len(merged.status.conditions) == 2
     # A status patch through the main resource does not change status.
     core.patch_node("patch-node", {"status": {"capacity": {"cpu": "99"}}, "metadata": {"labels": {"l": "1"}}})
     node = core.read_node("patch-node")
-    assert node.status.capacity == {"cpu": "4"} and node.metadata.labels == {"l": "1"}
+    assert node.status.capacity == {"cpu": "4"}
+    assert node.metadata.labels == {"l": "1"}
     core.create_namespaced_pod(NS, _pod("status-pod", nodeName="nowhere"))
     pod = core.patch_namespaced_pod_status(
         "status-pod", NS,
         {"status": {"phase": "Running", "podIP": "10.2.0.7",
                     "conditions": [{"type": "Ready", "status": "True"}, {"type": "Initialized", "status": "True"}]}},
     )  # fmt: skip
-    assert pod.status.phase == "Running" and pod.status.pod_ip == "10.2.0.7"
+    assert pod.status.phase == "Running"
+    assert pod.status.pod_ip == "10.2.0.7"
     pod = core.patch_namespaced_pod_status(
-        "status-pod", NS, {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+        "status-pod",
+        NS,
+        {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
         _content_type="application/strategic-merge-patch+json",
     )
     assert {c.type: c.status for c in pod.status.conditions} == {"Ready": "False", "Initialized": "True"}
@@ -218,7 +243,11 @@ def test_watch_resume_and_gone(api: Any) -> None:
     def watcher() -> None:
         w2 = watch.Watch()
         stream = w2.stream(
-            core.list_namespaced_config_map, NS, label_selector="live=1", resource_version=now_rv, timeout_seconds=10
+            core.list_namespaced_config_map,
+            NS,
+            label_selector="live=1",
+            resource_version=now_rv,
+            timeout_seconds=10,
         )
         for ev in stream:
             got.append(ev["type"])
@@ -229,12 +258,15 @@ def test_watch_resume_and_gone(api: Any) -> None:
     t.start()
     core.create_namespaced_config_map(NS, {"metadata": {"name": "live", "labels": {"live": "1"}}})
     t.join(10)
-    assert not t.is_alive() and got[-1] == "ADDED"
+    assert not t.is_alive()
+    assert got[-1] == "ADDED"
     # Push more than the window (50 events, trimmed at 100) so the start version expires.
     for i in range(110):
         core.create_namespaced_config_map(NS, {"metadata": {"name": f"flood-{i}"}})
     with pytest.raises(ApiException) as err:
-        for _ in watch.Watch().stream(core.list_namespaced_config_map, NS, resource_version=start, timeout_seconds=2):
+        for _ in watch.Watch().stream(
+            core.list_namespaced_config_map, NS, resource_version=start, timeout_seconds=2
+        ):
             pass
     assert err.value.status == 410
 
@@ -256,10 +288,15 @@ def test_crd_then_custom_resources(api: Any) -> None:
     co = client.CustomObjectsApi(api)
     body = {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
     created = co.create_namespaced_custom_object("example.io", "v1", NS, "widgets", body)
-    assert created["metadata"]["uid"] and created["metadata"]["generation"] == 1
+    assert created["metadata"]["uid"]
+    assert created["metadata"]["generation"] == 1
     co.patch_namespaced_custom_object("example.io", "v1", NS, "widgets", "w", {"spec": {"size": 2}})
-    st = co.patch_namespaced_custom_object_status("example.io", "v1", NS, "widgets", "w", {"status": {"ok": True}})
-    assert st["status"] == {"ok": True} and st["spec"] == {"size": 2} and st["metadata"]["generation"] == 2
+    st = co.patch_namespaced_custom_object_status(
+        "example.io", "v1", NS, "widgets", "w", {"status": {"ok": True}}
+    )
+    assert st["status"] == {"ok": True}
+    assert st["spec"] == {"size": 2}
+    assert st["metadata"]["generation"] == 2
     listed = co.list_namespaced_custom_object("example.io", "v1", NS, "widgets")
     assert [i["metadata"]["name"] for i in listed["items"]] == ["w"]
     co.delete_namespaced_custom_object("example.io", "v1", NS, "widgets", "w")
@@ -274,24 +311,41 @@ def test_crd_then_custom_resources(api: Any) -> None:
 
 def test_kubeedge_crds_are_served(api: Any) -> None:
     co = client.CustomObjectsApi(api)
-    co.create_namespaced_custom_object("devices.kubeedge.io", "v1beta1", NS, "devicemodels", {
-        "apiVersion": "devices.kubeedge.io/v1beta1", "kind": "DeviceModel", "metadata": {"name": "thermo"},
-        "spec": {"protocol": "modbus", "properties": [{"name": "temp", "type": "INT", "accessMode": "ReadOnly"}]}})
+    co.create_namespaced_custom_object(
+        "devices.kubeedge.io",
+        "v1beta1",
+        NS,
+        "devicemodels",
+        {
+            "apiVersion": "devices.kubeedge.io/v1beta1",
+            "kind": "DeviceModel",
+            "metadata": {"name": "thermo"},
+            "spec": {
+                "protocol": "modbus",
+                "properties": [{"name": "temp", "type": "INT", "accessMode": "ReadOnly"}],
+            },
+        },
+    )
     co.create_cluster_custom_object("reliablesyncs.kubeedge.io", "v1alpha1", "clusterobjectsyncs", {
         "apiVersion": "reliablesyncs.kubeedge.io/v1alpha1", "kind": "ClusterObjectSync",
         "metadata": {"name": "edge-1.0000"}, "spec": {"objectKind": "Node", "objectName": "edge-1"}})  # fmt: skip
-    got = co.get_cluster_custom_object("reliablesyncs.kubeedge.io", "v1alpha1", "clusterobjectsyncs", "edge-1.0000")
+    got = co.get_cluster_custom_object(
+        "reliablesyncs.kubeedge.io", "v1alpha1", "clusterobjectsyncs", "edge-1.0000"
+    )
     assert got["spec"]["objectName"] == "edge-1"
 
 
 def test_finalizers_and_namespace_deletion(api: Any) -> None:
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": "doomed"}})
-    core.create_namespaced_config_map("doomed", {"metadata": {"name": "held", "finalizers": ["example.io/hold"]}})
+    core.create_namespaced_config_map(
+        "doomed", {"metadata": {"name": "held", "finalizers": ["example.io/hold"]}}
+    )
     core.create_namespaced_config_map("doomed", {"metadata": {"name": "free"}})
     core.delete_namespace("doomed")
     ns = core.read_namespace("doomed")
-    assert ns.status.phase == "Terminating" and ns.metadata.deletion_timestamp is not None
+    assert ns.status.phase == "Terminating"
+    assert ns.metadata.deletion_timestamp is not None
     held = core.read_namespaced_config_map("held", "doomed")
     assert held.metadata.deletion_timestamp is not None
     with pytest.raises(ApiException) as err:

@@ -28,14 +28,19 @@ def _pod(**spec: Any) -> dict[str, Any]:
 
 def test_quantities() -> None:
     assert scheduler.quantity("100m") == pytest.approx(0.1)
-    assert scheduler.quantity("1.5") == 1.5 and scheduler.quantity("128Mi") == 128 * 1024**2
+    assert scheduler.quantity("1.5") == 1.5
+    assert scheduler.quantity("128Mi") == 128 * 1024**2
     assert scheduler.quantity("1G") == 1e9
     with pytest.raises(ValueError, match="quantity"):
         scheduler.quantity("lots")
 
 
 def test_fit_rules() -> None:
-    nodes = [_node("a", labels={"zone": "x"}), _node("b", ready=False), _node("c", taints=[{"key": "t", "effect": "NoSchedule"}])]
+    nodes = [
+        _node("a", labels={"zone": "x"}),
+        _node("b", ready=False),
+        _node("c", taints=[{"key": "t", "effect": "NoSchedule"}]),
+    ]
     assert scheduler.fit(_pod(), nodes, {})[0] == "a"
     assert scheduler.fit(_pod(nodeSelector={"zone": "y"}), nodes, {})[0] is None
     tolerating = _pod(tolerations=[{"key": "t", "operator": "Exists"}], nodeSelector={})
@@ -48,8 +53,10 @@ def test_fit_rules() -> None:
     used = {"a": (scheduler.Request(cpu=1.0), 1)}
     node, message = scheduler.fit(big, nodes, used)
     assert node is None
-    assert message.startswith("0/3 nodes are available:") and "1 Insufficient cpu" in message
-    assert "1 node(s) were not ready" in message and "untolerated taint {t}" in message
+    assert message.startswith("0/3 nodes are available:")
+    assert "1 Insufficient cpu" in message
+    assert "1 node(s) were not ready" in message
+    assert "untolerated taint {t}" in message
 
 
 def test_embedded_scheduler_binds_and_reports(cluster: Cluster) -> None:
@@ -65,16 +72,26 @@ def test_embedded_scheduler_binds_and_reports(cluster: Cluster) -> None:
         if "PodScheduled" in conds or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert conds["PodScheduled"].status == "False" and conds["PodScheduled"].reason == "Unschedulable"
+    assert conds["PodScheduled"].status == "False"
+    assert conds["PodScheduled"].reason == "Unschedulable"
     assert pod.status.phase == "Pending"
-    events = core.list_namespaced_event("default", field_selector="involvedObject.name=waiting,reason=FailedScheduling")
-    assert events.items[0].message == "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+    events = core.list_namespaced_event(
+        "default", field_selector="involvedObject.name=waiting,reason=FailedScheduling"
+    )
+    assert (
+        events.items[0].message
+        == "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+    )
     core.create_node(_node("edge-sched", labels={"role": "edge"}))
     deadline = time.monotonic() + 10
-    while core.read_namespaced_pod("waiting", "default").spec.node_name is None and time.monotonic() < deadline:
+    while (
+        core.read_namespaced_pod("waiting", "default").spec.node_name is None and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     pod = core.read_namespaced_pod("waiting", "default")
     assert pod.spec.node_name == "edge-sched"
     assert {c.type: c.status for c in pod.status.conditions}["PodScheduled"] == "True"
-    scheduled = core.list_namespaced_event("default", field_selector="involvedObject.name=waiting,reason=Scheduled")
+    scheduled = core.list_namespaced_event(
+        "default", field_selector="involvedObject.name=waiting,reason=Scheduled"
+    )
     assert scheduled.items[0].message == "Successfully assigned default/waiting to edge-sched"

@@ -12,18 +12,22 @@ from kubeedge.apiserver.storage import EventType, Expired, Store
 def test_versions_increase_and_survive_reopen(tmp_path: Path) -> None:
     store = Store(tmp_path / "db", window=5)
     a = store.create("pods", "ns", "a", {"metadata": {"name": "a"}})
-    assert a is not None and store.create("pods", "ns", "a", {"metadata": {"name": "a"}}) is None
+    assert a is not None
+    assert store.create("pods", "ns", "a", {"metadata": {"name": "a"}}) is None
     b = store.update("pods", "ns", "a", {"metadata": {"name": "a", "labels": {"x": "1"}}}, a)
-    assert b is not None and int(b["metadata"]["resourceVersion"]) > int(a["metadata"]["resourceVersion"])
+    assert b is not None
+    assert int(b["metadata"]["resourceVersion"]) > int(a["metadata"]["resourceVersion"])
     assert store.update("pods", "ns", "a", {"metadata": {"name": "a"}}, a) is None  # stale version
     gone = store.delete("pods", "ns", "a", b)
     assert gone is not None
     last = store.rv
     store.close()
     again = Store(tmp_path / "db", window=5)
-    assert again.rv == last and again.get("pods", "ns", "a") is None
+    assert again.rv == last
+    assert again.get("pods", "ns", "a") is None
     c = again.create("pods", "ns", "c", {"metadata": {"name": "c"}})
-    assert c is not None and int(c["metadata"]["resourceVersion"]) == last + 1
+    assert c is not None
+    assert int(c["metadata"]["resourceVersion"]) == last + 1
     with pytest.raises(Expired):
         again.events_after(last - 1)  # history before the restart is gone
     again.close()
@@ -50,7 +54,13 @@ def test_scan_pages_in_key_order(tmp_path: Path) -> None:
     for ns in ("b", "a"):
         for name in ("y", "x"):
             store.create("cm", ns, name, {"metadata": {"name": name}})
-    assert [(n, m) for n, m, _ in store.scan("cm", None, batch=3)] == [("a", "x"), ("a", "y"), ("b", "x"), ("b", "y")]
+    assert [(n, m) for n, m, _ in store.scan("cm", None, batch=3)] == [
+        ("a", "x"),
+        ("a", "y"),
+        ("b", "x"),
+        ("b", "y"),
+    ]
     assert [m for _, m, _ in store.scan("cm", "b", after=("b", "x"))] == ["y"]
-    assert store.count("cm") == 4 and sorted(store.namespace_contents("a")) == [("cm", "x"), ("cm", "y")]
+    assert store.count("cm") == 4
+    assert sorted(store.namespace_contents("a")) == [("cm", "x"), ("cm", "y")]
     store.close()

@@ -27,6 +27,9 @@ from kubeedge.kit import limits, log
 
 _log = log.get(__name__)
 _HANDSHAKE_TIMEOUT_S = 10.0
+# A client that streams an oversized body before reading gets our 413 only if we read what it sends;
+# we read at most limits.APISERVER_DISCARD_MAX_BYTES for at most this long, then close.
+_DISCARD_TIMEOUT_S = 5.0
 
 
 class ChangeSignal:
@@ -117,6 +120,7 @@ class Connection:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             await self._respond(error_response(errors.too_large(self.max_body)), close=True)
+            await self._discard(int(length))
             return False
         body = bytearray()
         while True:
@@ -144,6 +148,19 @@ class Connection:
         await self._respond(result)
         return True
 
+    async def _discard(self, length: int) -> None:
+        """Read and drop a rejected body for a short while, so clients that send it all see our 413."""
+        remaining = min(length, limits.APISERVER_DISCARD_MAX_BYTES)
+        with trio.move_on_after(_DISCARD_TIMEOUT_S):
+            while remaining > 0:
+                try:
+                    data = await self.stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                if not data:
+                    return
+                remaining -= len(data)
+
     async def _respond(self, resp: Response, *, close: bool = False) -> None:
         headers = [
             ("Content-Type", resp.content_type),
@@ -153,9 +170,16 @@ class Connection:
         ]
         if close:
             headers.append(("Connection", "close"))
-        await self._send(h11.Response(status_code=resp.status, headers=headers))
-        await self._send(h11.Data(data=resp.body))
-        await self._send(h11.EndOfMessage())
+        # One write per response: fewer TLS records and syscalls than one per h11 event.
+        data = b"".join(
+            self.conn.send(event) or b""
+            for event in (h11.Response(status_code=resp.status, headers=headers), h11.Data(data=resp.body),
+                          h11.EndOfMessage())
+        )  # fmt: skip
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _Closed() from None
 
     async def _watch(self, watch: Watch) -> None:
         await self._send(

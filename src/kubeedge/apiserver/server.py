@@ -67,7 +67,9 @@ class Settings:
         if not self.address:
             raise ValueError("address must not be empty")
         if not 1 <= self.watch_window <= 10 * limits.APISERVER_WATCH_WINDOW:
-            raise ValueError(f"watch window must be 1..{10 * limits.APISERVER_WATCH_WINDOW}, not {self.watch_window}")
+            raise ValueError(
+                f"watch window must be 1..{10 * limits.APISERVER_WATCH_WINDOW}, not {self.watch_window}"
+            )
         if self.bookmark_interval_s <= 0:
             raise ValueError("bookmark interval must be positive")
 

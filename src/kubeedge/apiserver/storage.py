@@ -42,6 +42,14 @@ _COUNTERS = sa.Table(
     sa.Column("value", sa.Integer, nullable=False),
 )
 sa.Index("objects_by_namespace", _OBJECTS.c.namespace, _OBJECTS.c.resource)
+# Hot paths use prepared SQL text: building Core expressions per request cost more than the query itself.
+_SQL_GET = "SELECT data FROM objects WHERE resource = ? AND namespace = ? AND name = ?"
+_SQL_INSERT = "INSERT INTO objects (resource, namespace, name, rv, data) VALUES (?, ?, ?, ?, ?)"
+_SQL_UPDATE = (
+    "UPDATE objects SET rv = ?, data = ? WHERE resource = ? AND namespace = ? AND name = ? AND rv = ?"
+)
+_SQL_DELETE = "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ? AND rv = ?"
+_SQL_BUMP = "UPDATE counters SET value = ? WHERE name = 'rv'"
 
 
 class EventType(StrEnum):
@@ -112,13 +120,14 @@ class Store:
     # --- reads -----------------------------------------------------------------------------------
     def get(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The decoded object, or None."""
-        row = self._conn.execute(
-            sa.select(_OBJECTS.c.data).where(
-                _OBJECTS.c.resource == resource, _OBJECTS.c.namespace == namespace, _OBJECTS.c.name == name
-            )
-        ).first()
+        raw = self.get_raw(resource, namespace, name)
+        return json.loads(raw) if raw is not None else None
+
+    def get_raw(self, resource: str, namespace: str, name: str) -> str | None:
+        """The stored JSON text of an object, or None."""
+        row = self._conn.exec_driver_sql(_SQL_GET, (resource, namespace, name)).first()
         self._conn.rollback()
-        return json.loads(row[0]) if row else None
+        return str(row[0]) if row else None
 
     def scan(
         self, resource: str, namespace: str | None, *, after: tuple[str, str] | None = None, batch: int = 500
@@ -126,15 +135,17 @@ class Store:
         """``(namespace, name, json)`` rows of ``resource`` in key order, starting after ``after``."""
         cursor = after
         while True:
-            q = sa.select(_OBJECTS.c.namespace, _OBJECTS.c.name, _OBJECTS.c.data).where(
-                _OBJECTS.c.resource == resource
-            )
+            sql = "SELECT namespace, name, data FROM objects WHERE resource = ?"
+            params: list[Any] = [resource]
             if namespace is not None:
-                q = q.where(_OBJECTS.c.namespace == namespace)
+                sql += " AND namespace = ?"
+                params.append(namespace)
             if cursor is not None:
-                q = q.where(sa.tuple_(_OBJECTS.c.namespace, _OBJECTS.c.name) > sa.tuple_(*cursor))
-            q = q.order_by(_OBJECTS.c.namespace, _OBJECTS.c.name).limit(batch)
-            rows = [(str(r[0]), str(r[1]), str(r[2])) for r in self._conn.execute(q)]
+                sql += " AND (namespace, name) > (?, ?)"
+                params.extend(cursor)
+            sql += " ORDER BY namespace, name LIMIT ?"
+            params.append(batch)
+            rows = [(str(r[0]), str(r[1]), str(r[2])) for r in self._conn.exec_driver_sql(sql, tuple(params))]
             self._conn.rollback()
             yield from rows
             if len(rows) < batch:
@@ -164,11 +175,7 @@ class Store:
         obj["metadata"]["resourceVersion"] = str(rv)
         try:
             with self._conn.begin():
-                self._conn.execute(
-                    sa.insert(_OBJECTS).values(
-                        resource=resource, namespace=namespace, name=name, rv=rv, data=dumps(obj)
-                    )
-                )
+                self._conn.exec_driver_sql(_SQL_INSERT, (resource, namespace, name, rv, dumps(obj)))
                 self._bump(rv)
         except sa.exc.IntegrityError:
             return None
@@ -182,15 +189,9 @@ class Store:
         rv = self.rv + 1
         obj["metadata"]["resourceVersion"] = str(rv)
         with self._conn.begin():
-            res = self._conn.execute(
-                sa.update(_OBJECTS)
-                .where(
-                    _OBJECTS.c.resource == resource,
-                    _OBJECTS.c.namespace == namespace,
-                    _OBJECTS.c.name == name,
-                    _OBJECTS.c.rv == int(old["metadata"]["resourceVersion"]),
-                )
-                .values(rv=rv, data=dumps(obj))
+            res = self._conn.exec_driver_sql(
+                _SQL_UPDATE,
+                (rv, dumps(obj), resource, namespace, name, int(old["metadata"]["resourceVersion"])),
             )
             if res.rowcount != 1:
                 self._conn.rollback()
@@ -203,13 +204,8 @@ class Store:
         """Remove the object if still at ``old``'s version; returns it carrying the deletion's version."""
         rv = self.rv + 1
         with self._conn.begin():
-            res = self._conn.execute(
-                sa.delete(_OBJECTS).where(
-                    _OBJECTS.c.resource == resource,
-                    _OBJECTS.c.namespace == namespace,
-                    _OBJECTS.c.name == name,
-                    _OBJECTS.c.rv == int(old["metadata"]["resourceVersion"]),
-                )
+            res = self._conn.exec_driver_sql(
+                _SQL_DELETE, (resource, namespace, name, int(old["metadata"]["resourceVersion"]))
             )
             if res.rowcount != 1:
                 self._conn.rollback()
@@ -221,9 +217,8 @@ class Store:
         return gone
 
     def _bump(self, rv: int) -> None:
-        stmt = sa.update(_COUNTERS).where(_COUNTERS.c.name == "rv").values(value=rv)
-        if self._conn.execute(stmt).rowcount == 0:
-            self._conn.execute(sa.insert(_COUNTERS).values(name="rv", value=rv))
+        if self._conn.exec_driver_sql(_SQL_BUMP, (rv,)).rowcount == 0:
+            self._conn.exec_driver_sql("INSERT INTO counters (name, value) VALUES ('rv', ?)", (rv,))
         self.rv = rv
 
     def _emit(self, event: Event) -> None:

@@ -1,8 +1,10 @@
-"""Local container images without a registry: a busybox image made from the host's busybox-static.
+"""Local container images without a registry: busybox and pause images made from the host's busybox-static.
 
 No registry is reachable on the machines we build and test on, so the demo and
 the tests import a ~1 MB image from a root filesystem folder: ``/bin/busybox``
-plus one symlink per applet. Building is idempotent: an existing image with the
+plus one symlink per applet. The pod sandbox ("pause") image is the same root
+filesystem whose command only waits for SIGTERM, tagged with edged's
+``podSandboxImage`` name. Building is idempotent: an existing image with the
 same tag is reused. Raises :class:`ImageBuildError` naming what is missing.
 """
 
@@ -17,6 +19,10 @@ from typing import Any, Final
 
 BUSYBOX_TAG: Final = "kubeedge-py/busybox:latest"
 BUSYBOX_CANDIDATES: Final = ("/bin/busybox", "/usr/bin/busybox")
+PAUSE_TAG: Final = "kubeedge/pause:3.6"
+"""Upstream edgecore's ``podSandboxImage`` default."""
+PAUSE_CMD: Final = '["/bin/sh", "-c", "trap \'exit 0\' TERM INT; sleep 2147483647 & wait"]'
+"""Wait for ever, exit at once on SIGTERM/SIGINT (a bare ``sleep`` as PID 1 would ignore SIGTERM)."""
 
 
 class ImageBuildError(RuntimeError):
@@ -63,10 +69,10 @@ def busybox_rootfs_tar(busybox: Path) -> bytes:
     return buf.getvalue()
 
 
-def ensure_busybox_image(client: Any, tag: str = BUSYBOX_TAG) -> str:
+def ensure_busybox_image(client: Any, tag: str = BUSYBOX_TAG, cmd: str = '["/bin/sh"]') -> str:
     """Make sure ``tag`` exists in the Docker engine behind ``client``; return its image id.
 
-    ``client`` is a ``docker.DockerClient``.
+    ``client`` is a ``docker.DockerClient``; ``cmd`` is the image's JSON ``CMD``.
     """
     import docker.errors
 
@@ -76,5 +82,12 @@ def ensure_busybox_image(client: Any, tag: str = BUSYBOX_TAG) -> str:
         pass
     data = busybox_rootfs_tar(find_busybox())
     repository, _, version = tag.rpartition(":")
-    client.api.import_image_from_data(data, repository=repository, tag=version, changes=['CMD ["/bin/sh"]'])
+    if not repository or "/" in version:
+        repository, version = tag, "latest"
+    client.api.import_image_from_data(data, repository=repository, tag=version, changes=[f"CMD {cmd}"])
     return str(client.images.get(tag).id)
+
+
+def ensure_pause_image(client: Any, tag: str = PAUSE_TAG) -> str:
+    """Make sure a pod sandbox image named ``tag`` exists (built locally from busybox-static); return its id."""
+    return ensure_busybox_image(client, tag, PAUSE_CMD)

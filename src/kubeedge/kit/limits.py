@@ -28,6 +28,22 @@ Mirrored by ``proto.resource.MAX_RESOURCE_CHARS`` (proto cannot import kit; a te
 CERT_HTTP_MAX_BODY: Final = 1 * MiB
 """Largest request body of the certificate service (upstream's 1 MiB)."""
 
+CERT_HTTP_MAX_HEADER: Final = 16 * KiB
+"""Largest request line + headers of the certificate service; its requests carry four short headers."""
+
+CERT_HTTP_MAX_CONNECTIONS: Final = 512
+"""Concurrent connections the certificate service serves; more are closed at once so a flood of joins or a
+slowloris cannot exhaust file descriptors needed by the websocket hub."""
+
+CERT_HTTP_MAX_RESPONSE: Final = 1 * MiB
+"""Largest certificate-service response a client (keadm, EdgeHub) reads: a DER certificate is ~1 KiB."""
+
+PKI_MAX_FILE_BYTES: Final = 64 * KiB
+"""Largest PEM certificate or key file read; a P-256 key or certificate chain is a few KiB at most."""
+
+TOKEN_MAX_BYTES: Final = 4 * KiB
+"""Largest join token accepted (file, flag or bearer header); a real one is ~190 bytes."""
+
 EDGE_INBOUND_QUEUE: Final = 100
 """Cloud messages buffered in EdgeHub before the oldest is dropped (upstream's FIFO of 100)."""
 
@@ -64,6 +80,9 @@ APISERVER_MAX_BODY: Final = 3 * MiB
 APISERVER_WATCH_WINDOW: Final = 10_000
 """Change events the embedded API server keeps for watch resumption; older resourceVersions get 410 Gone.
 Sized like a few minutes of a busy small cluster (kube-apiserver keeps a per-resource cache of 100..1000s)."""
+
+APISERVER_DISCARD_MAX_BYTES: Final = 64 * MiB
+"""Most of a rejected (413) body the API server reads and drops so a client that sends it all sees the 413."""
 
 APISERVER_MAX_HEADER_BYTES: Final = 64 * KiB
 """Largest request line plus headers (client-go sends well under 4 KiB; bearer JWTs are ~1 KiB)."""
@@ -144,3 +163,71 @@ SERVICEBUS_MAX_CONNECTIONS: Final = 256
 
 DEVICECONTROLLER_WATCH_TIMEOUT_S: Final = 30
 """Server-side timeout of one watch request; the watcher then re-lists from its resourceVersion."""
+# --- edged -------------------------------------------------------------------------------------------
+EDGED_MAX_MANIFEST_BYTES: Final = 1 * MiB
+"""Largest static pod manifest read from ``staticPodPath`` (a pod object is far below etcd's 1.5 MiB)."""
+
+EDGED_MAX_MANIFESTS: Final = 256
+"""Static pod manifest files read per scan; more than ``maxPods`` (110) is already a misconfiguration."""
+
+EDGED_MAX_VOLUME_BYTES: Final = 4 * MiB
+"""Total bytes one configMap/secret/projected/downwardAPI volume may write (configmaps cap at 1 MiB each;
+a projected volume may combine a few)."""
+
+EDGED_MAX_VOLUME_FILES: Final = 1024
+"""Files one such volume may write: bounds the ..data directory a hostile configmap could fan out."""
+
+EDGED_DOCKER_THREADS: Final = 8
+"""Docker SDK calls running at once in worker threads; each holds one HTTP connection to dockerd (the SDK's
+pool holds 10 per client, so we stay below it)."""
+
+EDGED_PROBE_OUTPUT_BYTES: Final = 10 * KiB
+"""Probe output kept for the status message (kubelet keeps 10 KiB of exec output)."""
+
+EDGED_HTTP_PROBE_BYTES: Final = 10 * KiB
+"""Bytes of an httpGet probe response read before deciding (kubelet reads at most 10 KiB)."""
+
+# --- MQTT (EventBus, edge broker) --------------------------------------------------------------------
+MQTT_MAX_TOPIC_BYTES: Final = 1024
+"""Longest MQTT topic name or filter; mirrors ``proto.mqtt.MAX_TOPIC_BYTES`` (a test keeps them equal). KubeEdge's
+longest device topic is about 350 bytes."""
+
+MQTT_MAX_CLIENT_ID_BYTES: Final = 256
+"""Longest MQTT client id; mirrors ``proto.mqtt.MAX_CLIENT_ID_BYTES``."""
+
+MQTT_MAX_PACKET_BYTES: Final = 1 * MiB
+"""Largest MQTT packet the broker and EventBus's client accept. Twin documents are a few KiB; upstream's gomqtt
+broker has no bound at all, which lets one client make the broker hold 256 MiB."""
+
+MQTT_MAX_CLIENTS: Final = 1000
+"""Connections the edge broker serves at once; mappers and apps on one node are a handful. Past it a new
+connection is closed at once so the ones already served keep working."""
+
+MQTT_MAX_SUBSCRIPTIONS: Final = 1024
+"""Subscriptions one client may hold; a mapper subscribes a few topics per device."""
+
+MQTT_MAX_RETAINED: Final = 10_000
+"""Retained messages the edge broker keeps; past it, new retained topics are published but not retained."""
+
+MQTT_MAX_INFLIGHT: Final = 20
+"""Unacknowledged QoS 1 messages towards one client (mosquitto's max_inflight_messages default)."""
+
+MQTT_CONNECT_TIMEOUT: Final = 10.0
+"""Seconds a new connection has to send CONNECT before it is closed (a silent socket must not hold a slot)."""
+
+MQTT_MAX_SESSION_QUEUE: Final = 100_000
+"""Largest mqttSessionQueueSize accepted; each slot may hold a message of up to MQTT_MAX_PACKET_BYTES."""
+
+EVENTBUS_PUBLISH_QUEUE: Final = 100
+"""Messages EventBus holds for a broker it is not connected to (upstream holds none: it drops them). The oldest
+is dropped first."""
+
+MQTT_SEND_TIMEOUT: Final = 30.0
+"""Seconds an MQTT peer may take to accept one write before it is dropped: a client that stops reading must
+not hold its broker task (and the memory of its queue) forever."""
+
+MQTT_ACK_TIMEOUT: Final = 10.0
+"""Seconds EventBus's client waits for CONNACK/SUBACK/UNSUBACK before it gives the connection up."""
+
+MAX_TLS_FILE_BYTES: Final = 1 * MiB
+"""Largest PEM file (CA bundle, certificate, key) read from config paths; a system CA bundle is ~220 KiB."""

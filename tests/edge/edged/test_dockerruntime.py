@@ -1,0 +1,102 @@
+"""The Docker runtime shell on the real engine: labels, listing only what is ours, stop semantics, images."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import trio
+
+from kubeedge.edge.edged import runtime as rt
+from kubeedge.edge.edged.dockerruntime import DockerRuntime, parse_time
+from kubeedge.kit import images
+from tests.conftest import TEST_LABEL
+
+
+def test_parse_docker_times() -> None:
+    assert parse_time("0001-01-01T00:00:00Z") == 0.0
+    assert parse_time("") == 0.0
+    assert parse_time("2024-01-02T03:04:05.123456789Z") == pytest.approx(1704164645.123456789)
+    assert parse_time("2024-01-02T03:04:05Z") == 1704164645.0
+    assert parse_time("2024-01-02T04:04:05.5+01:00") == pytest.approx(1704164645.5)
+
+
+@pytest.mark.docker
+async def test_runtime_creates_lists_and_stops_only_its_own(docker_client: Any, busybox_image: str) -> None:
+    runtime = DockerRuntime(docker_client)
+    pod = rt.PodRef(str(uuid.uuid4()), "rt-test", "default")
+    foreign = docker_client.containers.run(
+        busybox_image, ["sleep", "60"], detach=True, labels={TEST_LABEL: "1"}
+    )
+    try:
+        with trio.fail_after(60):
+            await runtime.prepare_sandbox_image(images.PAUSE_TAG)
+            sandbox = await runtime.create_sandbox(rt.SandboxSpec(pod, 0, images.PAUSE_TAG, "rt-test", False))
+            assert sandbox.running
+            assert sandbox.ip
+            spec = rt.CreateSpec(
+                pod,
+                "sleeper",
+                rt.ContainerKind.APP,
+                3,
+                busybox_image,
+                sandbox.id,
+                command=("sleep", "60"),
+                spec_hash="h1",
+            )
+            app_id = await runtime.create_container(spec)
+            listed = {r.id: r for r in await runtime.list_containers() if r.pod_uid == pod.uid}
+            assert set(listed) == {sandbox.id, app_id}
+            assert foreign.id not in {r.id for r in await runtime.list_containers()}
+            app = listed[app_id]
+            assert (app.container_name, app.kind, app.attempt, app.spec_hash, app.sandbox_id) == (
+                "sleeper",
+                rt.ContainerKind.APP,
+                3,
+                "h1",
+                sandbox.id,
+            )
+            assert app.image_id.startswith("sha256:")
+
+            # sleep as PID 1 ignores SIGTERM: stop waits the grace period, then SIGKILLs.
+            start = trio.current_time()
+            await runtime.stop_container(app_id, 1)
+            assert 0.9 <= trio.current_time() - start < 5
+            exited = {r.id: r for r in await runtime.list_containers()}[app_id]
+            assert (exited.state, exited.exit_code, exited.reason) == (rt.ContainerState.EXITED, 137, "Error")
+            # The sandbox exits on SIGTERM at once.
+            start = trio.current_time()
+            await runtime.stop_container(sandbox.id, 30)
+            assert trio.current_time() - start < 5
+            await runtime.stop_container(sandbox.id, 30)  # already stopped: fine
+            for record_id in (app_id, sandbox.id):
+                await runtime.remove_container(record_id)
+            await runtime.remove_container(app_id)  # already gone: fine
+            assert not [r for r in await runtime.list_containers() if r.pod_uid == pod.uid]
+            version = await runtime.version()
+            assert version.name == "docker"
+            assert version.version
+            used, total = await runtime.image_fs_usage()
+            assert 0 < used <= total
+    finally:
+        foreign.remove(force=True)
+        for container in docker_client.containers.list(
+            all=True, filters={"label": f"{rt.LABEL_POD_UID}={pod.uid}"}
+        ):
+            container.remove(force=True)
+
+
+@pytest.mark.docker
+async def test_image_policies(docker_client: Any, busybox_image: str) -> None:
+    runtime = DockerRuntime(docker_client)
+    with trio.fail_after(30):
+        image_id = await runtime.ensure_image(busybox_image, pull_always=False, pull_allowed=False)
+        assert image_id.startswith("sha256:")
+        with pytest.raises(rt.ImagePullError, match="not present with pull policy of Never") as never:
+            await runtime.ensure_image("kubeedge-py/absent:1", pull_always=False, pull_allowed=False)
+        assert never.value.reason == "ErrImageNeverPull"
+        with pytest.raises(rt.ImagePullError, match="connection refused") as refused:
+            await runtime.ensure_image("127.0.0.1:1/absent:1", pull_always=False, pull_allowed=True)
+        assert refused.value.reason == "ErrImagePull"
+        assert busybox_image in {t for i in await runtime.list_images() for t in i.tags}
