@@ -1,7 +1,7 @@
 """Device twin throughput and latency: K mappers -> mosquitto -> twin -> SQLite -> DeviceController -> API status.
 
 Runs, in this process, a private mosquitto (subprocess), the embedded API server (thread), and one beehive
-with the twin module, the EventBus stand-in over the broker, DeviceController and the in-process link
+with the twin module, the real EventBus on the broker, DeviceController and the in-process link
 (``tests/devicekit.py``). K paho mappers each own one Device and publish ``--updates`` twin updates of
 property ``temp`` (values 1..N) as fast as the broker takes them.
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.apiserver.conftest import Cluster, start_cluster  # noqa: E402
 from tests.conftest import free_port, wait_for_port  # noqa: E402
-from tests.devicekit import CloudLink, EdgeLink, LinkState, Mapper, PahoEventBus  # noqa: E402
+from tests.devicekit import CloudLink, EdgeLink, LinkState, Mapper, eventbus, wait_subscribed  # noqa: E402
 
 from kubeedge.cloud.devicecontroller.controller import DEVICES, GROUP, MODELS, VERSION, DeviceController  # noqa: E402
 from kubeedge.edge.devicetwin.module import DeviceTwin  # noqa: E402
@@ -120,7 +120,7 @@ async def _bench(cluster: Cluster, port: int, db: Path, k: int, n: int) -> dict[
             DeviceController(cluster.api_client, watch_timeout_s=5),
             CloudLink(state),
             twin,
-            PahoEventBus("127.0.0.1", port),
+            bus := eventbus("127.0.0.1", port, "bench"),
             EdgeLink(state),
         ],
         shutdown_timeout=2,
@@ -128,6 +128,7 @@ async def _bench(cluster: Cluster, port: int, db: Path, k: int, n: int) -> dict[
     names = [f"dev-{i}" for i in range(k)]
     async with trio.open_nursery() as nursery:
         await nursery.start(hive.run)
+        await wait_subscribed(bus)
         with trio.fail_after(60):
             while twin.store is None or len(await trio.to_thread.run_sync(twin.store.devices)) < k:
                 await trio.sleep(0.05)  # waiting for membership to reach the node, under the deadline

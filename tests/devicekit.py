@@ -1,11 +1,8 @@
-"""Test and benchmark helpers for the device path: MQTT peers, an EventBus stand-in, an in-process link.
+"""Test and benchmark helpers for the device path: MQTT peers, the EventBus on a test broker, an in-process link.
 
 - :class:`Mapper`: a real paho-mqtt client acting as a device mapper (publishes requests, records
   everything under ``$hw/events/#``, waits for messages with a deadline).
-- :class:`PahoEventBus`: beehive module ``eventbus`` (group ``bus``) that does what upstream EventBus does
-  for DeviceTwin: subscribes to the twin topics on a real broker and hands each message to group
-  ``twin`` (source ``bus``, group ``user``, op ``response``, resource = URL-safe base64 of the topic,
-  content = payload bytes); publishes what ``twin`` asks (op ``publish``, resource = topic).
+- :func:`eventbus`: the real EventBus module (mqttMode 2) on the test broker, with unique client ids.
 - :class:`EdgeLink` / :class:`CloudLink`: modules ``websocket`` (group ``hub``) and ``cloudhub`` that
   join one edge node's modules and the cloud controllers in one beehive, doing CloudHub's resource
   rewriting (``node/<node>/`` added upstream, stripped downstream) and dropping traffic while the test
@@ -14,8 +11,7 @@
 
 from __future__ import annotations
 
-import base64
-import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -26,16 +22,12 @@ from typing import Any
 import paho.mqtt.client as paho
 import trio
 
+from kubeedge.edge.eventbus.eventbus import EventBus
 from kubeedge.kit import beehive
+from kubeedge.kit.config import edgecore as config
 from kubeedge.proto import resource as res
 from kubeedge.proto import vocab
 from kubeedge.proto.message import Message
-
-TWIN_SUBSCRIPTIONS = (
-    "$hw/events/device/+/+/state/update",
-    "$hw/events/device/+/+/twin/+",
-    "$hw/events/node/+/membership/get",
-)
 
 
 @dataclass
@@ -109,70 +101,22 @@ class Mapper:
         self._client.disconnect()
 
 
-class PahoEventBus:
-    """Module ``eventbus`` (group ``bus``): the twin half of upstream EventBus over a real broker."""
+def eventbus(host: str, port: int, tag: str) -> EventBus:
+    """The real EventBus module on the external broker ``host:port`` (mqttMode 2), client ids ``*-<tag>``."""
+    cfg = dataclasses.replace(
+        config.EventBus(),
+        mqtt_server_external=f"tcp://{host}:{port}",
+        mqtt_sub_client_id=f"hub-client-sub-{tag}",
+        mqtt_pub_client_id=f"hub-client-pub-{tag}",
+    )
+    return EventBus(cfg)
 
-    name = "eventbus"
-    group = "bus"
 
-    def __init__(self, host: str, port: int, client_id: str = "hub-client-test") -> None:
-        self.host = host
-        self.port = port
-        self.client_id = client_id
-
-    async def run(
-        self, ctx: beehive.Context, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        token = trio.lowlevel.current_trio_token()
-        send, recv = trio.open_memory_channel[Message](
-            1000
-        )  # absorbs broker bursts; paho's thread must not block
-        subscribed = threading.Event()
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id)
-
-        def on_connect(c: Any, *_a: Any) -> None:
-            c.subscribe([(t, 1) for t in TWIN_SUBSCRIPTIONS])
-
-        def on_message(_c: Any, _u: Any, m: Any) -> None:
-            msg = Message.new(
-                source="bus",
-                group="user",
-                operation="response",
-                resource=base64.urlsafe_b64encode(m.topic.encode()).decode(),
-                content=bytes(m.payload),
-                now_ms=int(time.time() * 1000),
-            )
-            # Blocking paho's thread is the backpressure: the broker holds QoS 1 messages meanwhile.
-            with contextlib.suppress(trio.RunFinishedError, trio.Cancelled, trio.ClosedResourceError):
-                trio.from_thread.run(send.send, msg, trio_token=token)
-
-        client.on_connect = on_connect
-        client.on_message = on_message
-        client.on_subscribe = lambda *_a: subscribed.set()
-        client.connect(self.host, self.port)
-        client.loop_start()
-        try:
-            await trio.to_thread.run_sync(subscribed.wait, 10)
-            async with trio.open_nursery() as nursery:
-
-                async def forward() -> None:
-                    async for msg in recv:
-                        await ctx.send_to_group("twin", msg)
-
-                nursery.start_soon(forward)
-                task_status.started()
-                async for msg in ctx:
-                    if msg.route.operation == "publish":
-                        data = (
-                            msg.content if isinstance(msg.content, bytes | str) else json.dumps(msg.content)
-                        )
-                        client.publish(msg.route.resource, data, qos=1)
-        finally:
-            # Unblock a paho callback waiting on us, then stop its thread without blocking trio's.
-            send.close()
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await trio.to_thread.run_sync(client.loop_stop)
-            client.disconnect()
+async def wait_subscribed(bus: EventBus, timeout: float = 10) -> None:
+    """Wait until every broker link of ``bus`` has its subscriptions in place."""
+    with trio.fail_after(timeout):
+        for link in bus.links:
+            await link.subscribed.wait()
 
 
 @dataclass
@@ -221,8 +165,6 @@ class EdgeLink:
                 continue
             if self.cloud_module:
                 prefixed = res.add_node_prefix(msg.route.resource, self.state.node)
-                import dataclasses
-
                 up = dataclasses.replace(msg, route=dataclasses.replace(msg.route, resource=prefixed))
                 await ctx.send(self.cloud_module, up)
 
@@ -255,8 +197,6 @@ class CloudLink:
     async def run(
         self, ctx: beehive.Context, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        import dataclasses
-
         task_status.started()
         async for msg in ctx:
             node, wire = res.strip_node_prefix(msg.route.resource)

@@ -1,7 +1,7 @@
 """Devices end to end: kubernetes client -> embedded API server -> DeviceController -> twin -> mosquitto -> mapper, and back.
 
 One beehive holds the cloud side (DeviceController, a CloudHub stand-in) and one edge node (twin, the
-EventBus stand-in over the real broker, an EdgeHub stand-in); the stand-ins do CloudHub's resource
+real EventBus on the real broker, an EdgeHub stand-in); the stand-ins do CloudHub's resource
 rewriting (see ``tests/devicekit.py``). The API server is the embedded one, driven with the real
 ``kubernetes`` client, which DeviceController also uses.
 """
@@ -22,7 +22,7 @@ from kubeedge.edge.devicetwin.module import DeviceTwin
 from kubeedge.kit import beehive
 from tests.apiserver.conftest import Cluster, start_cluster
 from tests.conftest import Broker
-from tests.devicekit import CloudLink, EdgeLink, LinkState, Mapper, PahoEventBus, wait_until
+from tests.devicekit import CloudLink, EdgeLink, LinkState, Mapper, eventbus, wait_subscribed, wait_until
 
 NODE = "edge-e2e"
 DEV = "$hw/events/device"
@@ -47,12 +47,13 @@ async def running(
         DeviceController(cluster.api_client, watch_timeout_s=5),
         CloudLink(state),
         DeviceTwin(data_source=db, node_name=NODE),
-        PahoEventBus(broker.host, broker.port, client_id=f"hub-e2e-{next(_ids)}"),
+        bus := eventbus(broker.host, broker.port, f"e2e-{next(_ids)}"),
         EdgeLink(state),
     ]
     hive = beehive.Beehive(modules, shutdown_timeout=2)
     async with trio.open_nursery() as nursery:
         await nursery.start(hive.run)
+        await wait_subscribed(bus)
         try:
             yield hive, state
         finally:

@@ -1,7 +1,6 @@
 """Fixtures for DeviceTwin: a real edgecore.db, the real broker, a paho mapper, the twin module in a beehive.
 
-The edge runs ``twin`` with :class:`tests.devicekit.PahoEventBus` (the twin half of upstream EventBus
-over the real mosquitto) and :class:`tests.devicekit.EdgeLink` in place of EdgeHub, which records what
+The edge runs ``twin`` with the real EventBus module (mqttMode 2, on the real mosquitto) and :class:`tests.devicekit.EdgeLink` in place of EdgeHub, which records what
 the twin sends upstream and lets the test say whether the cloud is reachable.
 """
 
@@ -19,7 +18,7 @@ import trio
 from kubeedge.edge.devicetwin.module import DeviceTwin
 from kubeedge.kit import beehive
 from tests.conftest import Broker
-from tests.devicekit import EdgeLink, LinkState, Mapper, PahoEventBus
+from tests.devicekit import EdgeLink, LinkState, Mapper, eventbus, wait_subscribed
 
 NODE = "edge-1"
 _ids = itertools.count()
@@ -41,10 +40,11 @@ async def running_edge(
     state = LinkState(NODE, up=up)
     twin = DeviceTwin(data_source=db, node_name=NODE, resend_interval=resend_interval)
     link = EdgeLink(state, cloud_module="")
-    bus = PahoEventBus(broker.host, broker.port, client_id=f"hub-client-{next(_ids)}")
+    bus = eventbus(broker.host, broker.port, f"twin-{next(_ids)}")
     hive = beehive.Beehive([twin, bus, link], shutdown_timeout=2)
     async with trio.open_nursery() as nursery:
         await nursery.start(hive.run)
+        await wait_subscribed(bus)
         try:
             yield Edge(hive, twin, state, link)
         finally:
