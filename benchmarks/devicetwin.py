@@ -166,6 +166,7 @@ async def _bench(cluster: Cluster, port: int, db: Path, k: int, n: int) -> dict[
                 await trio.sleep(0.01)
             t_cloud = time.monotonic()
         watcher.stop.set()
+        await trio.to_thread.run_sync(watcher.thread.join, 10)
         for m in mappers:
             m.close()
         hive.shutdown()
