@@ -231,3 +231,6 @@ MQTT_ACK_TIMEOUT: Final = 10.0
 
 MAX_TLS_FILE_BYTES: Final = 1 * MiB
 """Largest PEM file (CA bundle, certificate, key) read from config paths; a system CA bundle is ~220 KiB."""
+
+TWIN_COMMIT_BATCH: Final = 256
+"""Most twin requests committed in one transaction (and queued while one commits): one fsync per burst."""

@@ -280,3 +280,36 @@ async def test_reports_survive_restart_and_are_resent_until_confirmed(
             seen = len(edge.link.upstream)
             await trio.sleep(0.6)  # three resend intervals: a confirmed report is never sent again
             assert len(edge.link.upstream) == seen
+
+
+async def test_burst_is_group_committed_in_order(db: Path, mosquitto: Broker, mapper: Mapper) -> None:
+    n = 30
+    topic = f"{DEV}/default/thermo-f/twin/update"
+    with trio.fail_after(30):
+        async with running_edge(db, mosquitto, up=False) as edge:
+            await add_member(edge, "default", "thermo-f")
+            await mapper.await_for(f"$hw/events/node/{NODE}/membership/updated")
+            for i in range(1, n + 1):
+                mapper.publish_nowait(
+                    topic,
+                    {
+                        "event_id": f"b{i}",
+                        "twin": {"t": {"actual": {"value": str(i)}, "metadata": {"type": "int"}}},
+                    },
+                )
+            await mapper.await_for(f"{topic}/result", lambda p: p["event_id"] == f"b{n}")
+            results = [m.payload for m in mapper.messages if m.topic == f"{topic}/result"]
+            assert [r["event_id"] for r in results] == [f"b{i}" for i in range(1, n + 1)]
+            assert [r["twin"]["t"]["actual_version"]["edge"] for r in results] == list(range(1, n + 1))
+            mapper.publish(f"{DEV}/default/thermo-f/twin/get", {"event_id": "g"})
+            got = await mapper.await_for(f"{DEV}/default/thermo-f/twin/get/result")
+            assert got["twin"]["t"]["actual"]["value"] == str(n)
+            assert edge.twin.store is not None
+            assert edge.twin.store.outbox_len() == n  # one durable report per accepted update
+        # What was answered is on disk.
+        store = storemod.DeviceStore.open(db)
+        try:
+            t = store.twins("default/thermo-f")["t"]
+            assert (t.actual, t.actual_version.edge) == (str(n), n)
+        finally:
+            store.close()

@@ -15,6 +15,11 @@ Outputs: results, deltas, documents and membership updates published through mod
 ``resource``, op ``update``): ``device/<ns>/<n>/twin/edge_updated`` (object) and
 ``device/<ns>/<n>/state/update`` (JSON text, as upstream).
 
+Group commit: twin and state updates and confirmations are merged against an in-memory copy of the
+twins and queued to one committer task, which writes everything queued in one transaction and only then
+publishes the results and sends the reports, in order. Reads and cloud changes first wait for the
+queue to drain (a barrier), so they never see or overwrite an uncommitted state.
+
 Invariants: every request with a result topic gets a result, an error result with ``code``/``reason``
 when refused; reports are durable (see :mod:`.store`) and resent every ``resend_interval`` seconds while
 the cloud is connected, and at once on reconnect, until a message with that ``parent_msg_id`` arrives.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +88,8 @@ class DeviceTwin:
         """Whether EdgeHub last said the cloud is reachable."""
         self.store: storemod.DeviceStore | None = None
         self._kick = trio.Event()
+        self._twins: dict[str, dict[str, twins.Twin]] = {}
+        self._commits: trio.MemorySendChannel[_Commit] | None = None
 
     async def run(
         self, ctx: beehive.Context, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -89,15 +97,66 @@ class DeviceTwin:
         """Open the store, start the resend loop, serve the inbox."""
         store = await trio.to_thread.run_sync(storemod.DeviceStore.open, self.data_source)
         self.store = store
+        self._twins = {}  # a restarted run trusts only the database
+        # The buffer is the group-commit window: requests queue here while the previous batch commits.
+        commits_in, commits_out = trio.open_memory_channel[_Commit](limits.TWIN_COMMIT_BATCH)
+        self._commits = commits_in
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._resend_loop, ctx, store)
+                nursery.start_soon(self._committer, ctx, store, commits_out)
                 task_status.started()
                 async for msg in ctx:
                     await self.handle(ctx, store, msg)
         finally:
+            self._commits = None
             self.store = None
             store.close()
+
+    # --- group commit ---------------------------------------------------------------------------------
+    async def _commit(self, commit: _Commit) -> None:
+        """Queue writes and what follows them; the committer applies them in order."""
+        assert self._commits is not None, "the twin module is not running"
+        await self._commits.send(commit)
+
+    async def _barrier(self) -> None:
+        """Wait until everything queued before is committed and its results published."""
+        done = trio.Event()
+        await self._commit(_Commit(done=done))
+        await done.wait()
+
+    async def _committer(
+        self, ctx: beehive.Bus, store: storemod.DeviceStore, commits: trio.MemoryReceiveChannel[_Commit]
+    ) -> None:
+        async for first in commits:
+            batch_commits = [first]
+            while len(batch_commits) < limits.TWIN_COMMIT_BATCH:
+                try:
+                    batch_commits.append(commits.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            batch = storemod.Batch()
+            for c in batch_commits:
+                batch.twins += c.batch.twins
+                batch.states += c.batch.states
+                batch.confirms += c.batch.confirms
+            if batch:
+                await trio.to_thread.run_sync(store.apply, batch)
+            reports: list[storemod.Report] = []
+            for c in batch_commits:
+                for topic, payload in c.publish:
+                    await self._publish(ctx, topic, payload)
+                reports += c.reports
+                if c.done is not None:
+                    c.done.set()
+            await self._send_reports(ctx, store, reports, record=False)
+
+    async def _cached_twins(self, store: storemod.DeviceStore, device_id: str) -> dict[str, twins.Twin]:
+        current = self._twins.get(device_id)
+        if current is None:
+            current = await trio.to_thread.run_sync(store.twins, device_id)
+            self._twins[device_id] = current
+        return current
 
     # --- dispatch -------------------------------------------------------------------------------------
     async def handle(self, ctx: beehive.Bus, store: storemod.DeviceStore, msg: Message) -> None:
@@ -110,8 +169,7 @@ class DeviceTwin:
                 self._kick.set()
             return
         if msg.parent_msg_id and route.operation == vocab.Operation.RESPONSE and route.source != "bus":
-            if await trio.to_thread.run_sync(store.confirm, msg.parent_msg_id):
-                _log.debug("report confirmed", msg_id=msg.parent_msg_id)
+            await self._commit(_Commit(storemod.Batch(confirms=[msg.parent_msg_id])))
             return
         if route.resource.startswith("$hw/") or route.source == "bus":
             await self._from_mapper(ctx, store, msg)
@@ -165,6 +223,8 @@ class DeviceTwin:
             if not isinstance(payload, Mapping):
                 raise TwinError(twins.BAD_REQUEST, "payload must be a JSON object")
             eid = twins.event_id(payload)
+            if topic.kind is not topics.Kind.TWIN_UPDATE:
+                await self._barrier()  # answers and state reads see every update queued before them
             if topic.kind is topics.Kind.MEMBERSHIP_GET:
                 devices = await trio.to_thread.run_sync(store.devices)
                 await self._publish(ctx, result_topic, self._membership_list(eid, now, devices))
@@ -173,7 +233,7 @@ class DeviceTwin:
             if device is None:
                 raise TwinError(twins.NOT_FOUND, f"device {topic.device_id!r} is not a member of this node")
             if topic.kind is topics.Kind.TWIN_GET:
-                current = await trio.to_thread.run_sync(store.twins, topic.device_id)
+                current = await self._cached_twins(store, topic.device_id)
                 await self._publish(ctx, result_topic, twins.update_result(eid, now, current))
             elif topic.kind is topics.Kind.TWIN_UPDATE:
                 await self._twin_update(
@@ -197,12 +257,13 @@ class DeviceTwin:
         origin: Origin,
     ) -> None:
         update = twins.parse_update(payload.get("twin"))
-        current = await trio.to_thread.run_sync(store.twins, device_id)
+        current = await self._cached_twins(store, device_id)
         result = twins.merge(current, update, origin=origin, now_ms=now)
         if len(result.twins) > limits.TWIN_MAX_PROPERTIES:
             raise TwinError(
                 twins.BAD_REQUEST, f"device {device_id!r}: more than {limits.TWIN_MAX_PROPERTIES} twins"
             )
+        commit = _Commit()
         report = None
         if result.changed and origin is Origin.EDGE:
             changed = {n: after for n, (_, after) in result.changed.items() if after is not None}
@@ -215,23 +276,25 @@ class DeviceTwin:
                 # Sent right after the commit when connected: no second commit to record it.
                 sent_ms=now if self.connected else 0,
             )
+            commit.reports.append(report)
         if result.changed:
+            self._twins[device_id] = result.twins
             changes = {n: after for n, (_, after) in result.changed.items()}
-            await trio.to_thread.run_sync(store.write_twins, device_id, changes, report)
+            commit.batch.twins.append((device_id, changes, report))
         if result_topic is not None:
             requested = {n: result.twins[n] for n in update if n in result.twins}
-            await self._publish(ctx, result_topic, twins.update_result(eid, now, requested))
+            commit.publish.append((result_topic, twins.update_result(eid, now, requested)))
         if result.changed:
-            await self._publish(
-                ctx,
-                topics.device_topic(device_id, "twin/update/document"),
-                twins.document_payload(eid, now, result),
+            commit.publish.append(
+                (
+                    topics.device_topic(device_id, "twin/update/document"),
+                    twins.document_payload(eid, now, result),
+                )
             )
             delta = twins.delta_payload(eid, now, result.twins)
             if delta is not None:
-                await self._publish(ctx, topics.device_topic(device_id, "twin/update/delta"), delta)
-        if report is not None:
-            await self._send_reports(ctx, store, [report], record=False)
+                commit.publish.append((topics.device_topic(device_id, "twin/update/delta"), delta))
+        await self._commit(commit)
 
     async def _state_update(
         self,
@@ -263,9 +326,13 @@ class DeviceTwin:
             created_ms=now,
             sent_ms=now if self.connected else 0,
         )
-        await trio.to_thread.run_sync(store.set_state, device.id, state, last_online, report)
-        await self._publish(ctx, result_topic, body)
-        await self._send_reports(ctx, store, [report], record=False)
+        await self._commit(
+            _Commit(
+                storemod.Batch(states=[(device.id, state, last_online, report)]),
+                publish=[(result_topic, body)],
+                reports=[report],
+            )
+        )
 
     @staticmethod
     def _membership_list(eid: str, now: int, devices: list[storemod.Device]) -> dict[str, Any]:
@@ -295,6 +362,7 @@ class DeviceTwin:
         if not isinstance(body, Mapping):
             _log.warning("bad membership message: not an object")
             return
+        await self._barrier()
         added, removed = [], []
         for entry in (body.get("added_devices") or [])[: limits.TWIN_MAX_DEVICES]:
             device = _member(entry)
@@ -315,6 +383,8 @@ class DeviceTwin:
                     _log.warning("membership: bad twin for device", device=device.id, reason=e.reason)
         for entry in (body.get("removed_devices") or [])[: limits.TWIN_MAX_DEVICES]:
             device = _member(entry)
+            if device is not None:
+                self._twins.pop(device.id, None)
             if device is not None and await trio.to_thread.run_sync(store.remove_device, device.id):
                 removed.append({"id": device.id, "name": device.name, "description": device.description})
         _log.info("membership updated", added=len(added), removed=len(removed))
@@ -334,7 +404,9 @@ class DeviceTwin:
         self, ctx: beehive.Bus, store: storemod.DeviceStore, msg: Message, namespace: str, name: str
     ) -> None:
         device_id = f"{namespace}/{name}"
+        await self._barrier()
         if msg.route.operation == vocab.Operation.DELETE:
+            self._twins.pop(device_id, None)
             if await trio.to_thread.run_sync(store.remove_device, device_id):
                 await self._publish(
                     ctx,
@@ -436,6 +508,16 @@ class DeviceTwin:
             if due:
                 _log.info("resending unconfirmed reports", count=len(due))
                 await self._send_reports(ctx, store, due)
+
+
+@dataclass
+class _Commit:
+    """One request's writes, and what to do once they are durable (publish results, send reports)."""
+
+    batch: storemod.Batch = field(default_factory=storemod.Batch)
+    publish: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
+    reports: list[storemod.Report] = field(default_factory=list)
+    done: trio.Event | None = None
 
 
 def _member(entry: Any) -> storemod.Device | None:

@@ -8,7 +8,8 @@ reports that the cloud has not confirmed yet, resent until it does (they survive
 Invariants:
 
 - A twin change and the report it causes are written in one transaction: after a crash either both
-  are on disk or neither (WAL, ``synchronous=FULL``).
+  are on disk or neither (WAL, ``synchronous=FULL``). :meth:`DeviceStore.apply` commits many such
+  changes at once (group commit: one fsync for a burst of mapper updates).
 - Rows are bounded: at most :data:`~kubeedge.kit.limits.TWIN_MAX_DEVICES` devices,
   :data:`~kubeedge.kit.limits.TWIN_MAX_PROPERTIES` twins per device,
   :data:`~kubeedge.kit.limits.TWIN_OUTBOX_MAX` outbox rows (the oldest are dropped, logged).
@@ -25,7 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -130,6 +131,21 @@ _SQL_INSERT_TWIN: Final = (
 
 def _device(r: Any) -> Device:
     return Device(r[0], r[1] or "", r[2] or "", r[3] or "unknown", r[4] or "")
+
+
+@dataclass
+class Batch:
+    """Writes committed together by :meth:`DeviceStore.apply`, in this order."""
+
+    twins: list[tuple[str, Mapping[str, Twin | None], Report | None]] = field(default_factory=list)
+    """``(device_id, {name: twin or None to delete}, report to queue)``."""
+    states: list[tuple[str, str, str | None, Report]] = field(default_factory=list)
+    """``(device_id, state, last_online or None to keep, report to queue)``."""
+    confirms: list[str] = field(default_factory=list)
+    """Report ids the cloud confirmed."""
+
+    def __bool__(self) -> bool:
+        return bool(self.twins or self.states or self.confirms)
 
 
 def _twin_from_row(row: Any) -> Twin:
@@ -338,6 +354,27 @@ class DeviceStore:
                     conn.execute(_SQL_INSERT_TWIN, _twin_row(device_id, t))
             if report is not None:
                 self._queue(conn, report)
+
+    def apply(self, batch: Batch) -> int:
+        """Apply a whole :class:`Batch` in one transaction (group commit); returns how many reports it confirmed."""
+        with self._tx() as conn:
+            for device_id, changed, report in batch.twins:
+                for name, t in changed.items():
+                    conn.execute("DELETE FROM device_twin WHERE deviceid = ? AND name = ?", (device_id, name))
+                    if t is not None:
+                        conn.execute(_SQL_INSERT_TWIN, _twin_row(device_id, t))
+                if report is not None:
+                    self._queue(conn, report)
+            for device_id, state, last_online, report in batch.states:
+                conn.execute(
+                    "UPDATE device SET state = ?, last_online = coalesce(?, last_online) WHERE id = ?",
+                    (state, last_online, device_id),
+                )
+                self._queue(conn, report)
+            confirmed = 0
+            for msg_id in batch.confirms:
+                confirmed += conn.execute("DELETE FROM twin_outbox WHERE msg_id = ?", (msg_id,)).rowcount
+            return confirmed
 
     # --- outbox ---------------------------------------------------------------------------------------
     def _queue(self, conn: sqlite3.Connection, report: Report) -> None:
