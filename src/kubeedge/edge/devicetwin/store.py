@@ -324,36 +324,11 @@ class DeviceStore:
             conn.execute("DELETE FROM device_attr WHERE deviceid = ?", (device_id,))
         return bool(gone)
 
-    def set_state(self, device_id: str, state: str, last_online: str | None, report: Report | None) -> None:
-        """Store the device state (and ``last_online`` unless ``None``) and queue ``report``, atomically."""
-        with self._tx() as conn:
-            if last_online is None:
-                conn.execute("UPDATE device SET state = ? WHERE id = ?", (state, device_id))
-            else:
-                conn.execute(
-                    "UPDATE device SET state = ?, last_online = ? WHERE id = ?",
-                    (state, last_online, device_id),
-                )
-            if report is not None:
-                self._queue(conn, report)
-
     # --- twins ----------------------------------------------------------------------------------------
     def twins(self, device_id: str) -> dict[str, Twin]:
         """The device's twins by name."""
         rows = self._read(f"SELECT {_TWIN_COLS} FROM device_twin WHERE deviceid = ?", (device_id,))
         return {r[0]: _twin_from_row(r) for r in rows}
-
-    def write_twins(
-        self, device_id: str, changed: Mapping[str, Twin | None], report: Report | None = None
-    ) -> None:
-        """Replace the changed twins (``None`` deletes) and queue ``report``, in one transaction."""
-        with self._tx() as conn:
-            for name, t in changed.items():
-                conn.execute("DELETE FROM device_twin WHERE deviceid = ? AND name = ?", (device_id, name))
-                if t is not None:
-                    conn.execute(_SQL_INSERT_TWIN, _twin_row(device_id, t))
-            if report is not None:
-                self._queue(conn, report)
 
     def apply(self, batch: Batch) -> int:
         """Apply a whole :class:`Batch` in one transaction (group commit); returns how many reports it confirmed."""
@@ -415,11 +390,6 @@ class DeviceStore:
             conn.executemany(
                 "UPDATE twin_outbox SET sent_ms = ? WHERE msg_id = ?", [(now_ms, m) for m in msg_ids]
             )
-
-    def confirm(self, msg_id: str) -> bool:
-        """Forget a report the cloud confirmed; ``False`` if it was not pending."""
-        with self._tx() as conn:
-            return bool(conn.execute("DELETE FROM twin_outbox WHERE msg_id = ?", (msg_id,)).rowcount)
 
     def outbox_len(self) -> int:
         """How many reports wait for confirmation."""
