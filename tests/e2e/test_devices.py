@@ -20,6 +20,7 @@ import trio
 from kubeedge.cloud.devicecontroller.controller import DEVICES, GROUP, MODELS, VERSION, DeviceController
 from kubeedge.edge.devicetwin.module import DeviceTwin
 from kubeedge.kit import beehive
+from kubeedge.proto.message import Message
 from tests.apiserver.conftest import Cluster, start_cluster
 from tests.conftest import Broker
 from tests.devicekit import CloudLink, EdgeLink, LinkState, Mapper, eventbus, wait_subscribed, wait_until
@@ -111,7 +112,7 @@ async def test_device_lifecycle_through_api_controller_twin_and_mapper(
     mapper = Mapper(mosquitto.host, mosquitto.port, client_id="mapper-e2e")
     try:
         with trio.fail_after(60):
-            async with running(cluster, mosquitto, tmp_path / "edgecore.db") as (_hive, link):
+            async with running(cluster, mosquitto, tmp_path / "edgecore.db") as (hive, link):
                 await api(
                     cluster, "create_namespaced_custom_object", GROUP, VERSION, "default", MODELS, MODEL
                 )
@@ -197,5 +198,20 @@ async def test_device_lifecycle_through_api_controller_twin_and_mapper(
                         for m in link.downstream
                     ),
                 )
+                # A report for a Device that no longer exists is answered, so the edge stops resending it;
+                # a malformed one is dropped unanswered.
+                ghost = Message.new(
+                    source="twin", group="resource", operation="update",
+                    resource=f"node/{NODE}/device/default/ghost/twin/edge_updated",
+                    content={"twin": {"temp": {"actual": {"value": "1"}}}}, now_ms=hive.now_ms(),
+                )  # fmt: skip
+                broken = Message.new(
+                    source="twin", group="resource", operation="update",
+                    resource=f"node/{NODE}/device/default/ghost/state/update", content="{not json", now_ms=hive.now_ms(),
+                )  # fmt: skip
+                await hive.bus.send("devicecontroller", broken)
+                await hive.bus.send("devicecontroller", ghost)
+                await wait_until(link, lambda: any(m.parent_msg_id == ghost.msg_id for m in link.downstream))
+                assert not any(m.parent_msg_id == broken.msg_id for m in link.downstream)
     finally:
         mapper.close()
