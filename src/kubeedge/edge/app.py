@@ -322,8 +322,11 @@ class EdgedModule:
         op = msg.route.operation
         content = msg.content if isinstance(msg.content, Mapping) else {}
         if kind == "pod":
-            uid = str(content.get("metadata", {}).get("uid", ""))
-            if op == "delete":
+            meta = content.get("metadata", {})
+            uid = str(meta.get("uid", ""))
+            if op == "delete" or meta.get("deletionTimestamp"):
+                # A graceful delete arrives as an update carrying deletionTimestamp: stop the pod; once its
+                # containers are gone edged reports it and the final delete (grace 0, UID precondition) goes up.
                 if uid:
                     pods.delete_pod(uid)
             elif op in ("insert", "update") and content.get("spec", {}).get("nodeName") == self._node:
