@@ -189,25 +189,33 @@ class Connection:
                          ("Cache-Control", "no-cache, private")],
             )
         )  # fmt: skip
+        # A client that vanishes mid-stream makes _send raise _Closed inside the nursery; it is carried
+        # out by hand, because the nursery would wrap it in an ExceptionGroup that run() does not catch.
+        closed = False
         with trio.move_on_after(watch.timeout):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._until_client_leaves, nursery.cancel_scope.cancel)
                 next_bookmark = trio.current_time() + self.bookmark_interval
-                while True:
-                    changed = self.signal.event
-                    lines = watch.poll()
-                    if lines:
-                        await self._send(h11.Data(data=b"".join(lines)))
-                    if watch.done:
-                        break
-                    with trio.move_on_at(next_bookmark):
-                        await changed.wait()
-                    if trio.current_time() >= next_bookmark:
-                        next_bookmark = trio.current_time() + self.bookmark_interval
-                        mark = watch.bookmark()
-                        if mark:
-                            await self._send(h11.Data(data=mark))
+                try:
+                    while True:
+                        changed = self.signal.event
+                        lines = watch.poll()
+                        if lines:
+                            await self._send(h11.Data(data=b"".join(lines)))
+                        if watch.done:
+                            break
+                        with trio.move_on_at(next_bookmark):
+                            await changed.wait()
+                        if trio.current_time() >= next_bookmark:
+                            next_bookmark = trio.current_time() + self.bookmark_interval
+                            mark = watch.bookmark()
+                            if mark:
+                                await self._send(h11.Data(data=mark))
+                except _Closed:
+                    closed = True
                 nursery.cancel_scope.cancel()
+        if closed:
+            raise _Closed()
         with contextlib.suppress(_Closed, h11.LocalProtocolError):
             await self._send(h11.EndOfMessage())
 

@@ -172,6 +172,36 @@ SERVICEBUS_MAX_CONNECTIONS: Final = 256
 
 DEVICECONTROLLER_WATCH_TIMEOUT_S: Final = 30
 """Server-side timeout of one watch request; the watcher then re-lists from its resourceVersion."""
+
+# --- cloud controllers (Kubernetes client) -------------------------------------------------------------
+KUBE_CLIENT_THREADS: Final = 16
+"""Worker threads running blocking Kubernetes requests at once. Requests are mostly waiting on the network; 16
+keeps a 2-core machine busy without thousands of threads, and the qps/burst token bucket is the real rate bound."""
+
+KUBE_MAX_WATCHES: Final = 16
+"""Watch streams (each a thread) at once: cloudcore watches nodes, pods, configmaps, secrets and two sync kinds."""
+
+KUBE_REQUEST_TIMEOUT: Final = 60.0
+"""Seconds one non-watch request may take before it counts as failed (client-go's default has none; a hung
+connection must not pin a worker thread forever)."""
+
+KUBE_MAX_BODY: Final = 64 * MiB
+"""Largest response body or watch line read from the API server: well above etcd's 3 MiB object limit, so only a
+large LIST reaches it; a bigger answer is refused rather than buffered."""
+
+KUBE_WATCH_TIMEOUT_S: Final = 600
+"""Longest watch asked for (timeoutSeconds; a random value from half of it): client-go's reflector uses 5-10 min so
+that dead connections are replaced and watches spread over API server instances."""
+
+CONTROLLER_MAX_QUERY_WORKERS: Final = 64
+"""Upstream requests from edges handled at once by EdgeController (upstream runs nodeLimit workers per kind; here
+the Kubernetes client's threads and token bucket bound the real concurrency, this bounds the tasks waiting on them)."""
+
+CONTROLLER_NODE_OUTBOX: Final = 128
+"""Downstream messages queued per edge node inside EdgeController while its sender writes the ObjectSync and
+hands the message to CloudHub; about maxPods (110) so a node's initial fan-out rarely waits, small enough that
+1,000 nodes hold at most ~128k queued object references."""
+
 # --- edged -------------------------------------------------------------------------------------------
 EDGED_MAX_MANIFEST_BYTES: Final = 1 * MiB
 """Largest static pod manifest read from ``staticPodPath`` (a pod object is far below etcd's 1.5 MiB)."""
