@@ -144,6 +144,35 @@ META_OUTBOX_MAX: Final = 2048
 META_MAX_REMOTE_QUERIES: Final = 64
 """Remote queries (and remote inserts) in flight at once; more wait, which backpressures edged."""
 
+# --- devices (DeviceTwin, DeviceController, ServiceBus) ---------------------------------------------------
+
+TWIN_MAX_PAYLOAD: Final = 256 * KiB
+"""Largest MQTT payload DeviceTwin parses: twin documents are small; a bigger one is a broken mapper."""
+
+TWIN_MAX_PROPERTIES: Final = 1024
+"""Most twin properties per device (and per update): bounds the rows one message can write."""
+
+TWIN_MAX_DEVICES: Final = 100_000
+"""Most devices one edge node keeps: bounds the device table and membership messages."""
+
+TWIN_OUTBOX_MAX: Final = 4096
+"""Unconfirmed twin reports kept for resend; past it the oldest are dropped (the newest state wins)."""
+
+TWIN_RESEND_INTERVAL: Final = 60.0
+"""Seconds an unconfirmed twin report waits before it is sent again (upstream's confirm map: 60 s)."""
+
+SERVICEBUS_APP_TIMEOUT: Final = 10.0
+"""Seconds a cloud-to-edge call to a local app may take (upstream's HTTP client timeout: 10 s)."""
+
+SERVICEBUS_MAX_HEADER_BYTES: Final = 64 * KiB
+"""Largest request/response head ServiceBus reads (h11's own default is 16 KiB; apps send cookies)."""
+
+SERVICEBUS_MAX_CONNECTIONS: Final = 256
+"""Concurrent HTTP connections ServiceBus serves; extra ones wait in the listen backlog."""
+
+DEVICECONTROLLER_WATCH_TIMEOUT_S: Final = 30
+"""Server-side timeout of one watch request; the watcher then re-lists from its resourceVersion."""
+
 # --- cloud controllers (Kubernetes client) -------------------------------------------------------------
 KUBE_CLIENT_THREADS: Final = 16
 """Worker threads running blocking Kubernetes requests at once. Requests are mostly waiting on the network; 16
@@ -173,35 +202,6 @@ CONTROLLER_NODE_OUTBOX: Final = 128
 hands the message to CloudHub; about maxPods (110) so a node's initial fan-out rarely waits, small enough that
 1,000 nodes hold at most ~128k queued object references."""
 
-
-# --- devices (DeviceTwin, DeviceController, ServiceBus) ---------------------------------------------------
-
-TWIN_MAX_PAYLOAD: Final = 256 * KiB
-"""Largest MQTT payload DeviceTwin parses: twin documents are small; a bigger one is a broken mapper."""
-
-TWIN_MAX_PROPERTIES: Final = 1024
-"""Most twin properties per device (and per update): bounds the rows one message can write."""
-
-TWIN_MAX_DEVICES: Final = 100_000
-"""Most devices one edge node keeps: bounds the device table and membership messages."""
-
-TWIN_OUTBOX_MAX: Final = 4096
-"""Unconfirmed twin reports kept for resend; past it the oldest are dropped (the newest state wins)."""
-
-TWIN_RESEND_INTERVAL: Final = 60.0
-"""Seconds an unconfirmed twin report waits before it is sent again (upstream's confirm map: 60 s)."""
-
-SERVICEBUS_APP_TIMEOUT: Final = 10.0
-"""Seconds a cloud-to-edge call to a local app may take (upstream's HTTP client timeout: 10 s)."""
-
-SERVICEBUS_MAX_HEADER_BYTES: Final = 64 * KiB
-"""Largest request/response head ServiceBus reads (h11's own default is 16 KiB; apps send cookies)."""
-
-SERVICEBUS_MAX_CONNECTIONS: Final = 256
-"""Concurrent HTTP connections ServiceBus serves; extra ones wait in the listen backlog."""
-
-DEVICECONTROLLER_WATCH_TIMEOUT_S: Final = 30
-"""Server-side timeout of one watch request; the watcher then re-lists from its resourceVersion."""
 # --- edged -------------------------------------------------------------------------------------------
 EDGED_MAX_MANIFEST_BYTES: Final = 1 * MiB
 """Largest static pod manifest read from ``staticPodPath`` (a pod object is far below etcd's 1.5 MiB)."""
