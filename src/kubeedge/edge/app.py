@@ -20,6 +20,7 @@ component that crashes is restarted by the runtime with backoff; nothing here sw
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import time
@@ -31,6 +32,7 @@ from typing import Any, Final
 import trio
 import yaml
 
+from kubeedge.edge.devicetwin.module import DeviceTwin
 from kubeedge.edge.edged import config as edged_config
 from kubeedge.edge.edged import service as edged_service
 from kubeedge.edge.edged.manager import PodManager, PodStatusReport
@@ -39,8 +41,13 @@ from kubeedge.edge.eventbus.eventbus import EventBus
 from kubeedge.edge.metamanager import manager as mm
 from kubeedge.edge.metamanager import resources as res
 from kubeedge.edge.metamanager.store import MetaStore
+from kubeedge.edge.servicebus.module import ServiceBus
+from kubeedge.edge.status import providers
+from kubeedge.edge.status.board import Provider, StatusBoard
+from kubeedge.edge.status.server import StatusModule
 from kubeedge.kit import beehive, limits, log, tls
 from kubeedge.kit import config as kconfig
+from kubeedge.kit import status as st
 from kubeedge.kit.config.edgecore import EdgeCoreConfig
 from kubeedge.proto.message import Message
 
@@ -124,6 +131,10 @@ class HubModule:
                     if target in self._present:
                         await ctx.send(target, msg)
                 continue
+            if msg.route.group == "twin" and TWIN in self._present:
+                # DeviceController's confirmations of twin reports: DeviceTwin resends until it sees them.
+                await ctx.send(TWIN, msg)
+                continue
             if msg.parent_msg_id and msg.route.operation in ("response", "error"):
                 # A cloud answer to an edge request: its sender waits for it through send_sync
                 # (an answer nobody waits for, e.g. to a status patch, is dropped by the runtime).
@@ -150,8 +161,13 @@ class MetaModule:
     name = METAMANAGER
     group = "meta"
 
-    def __init__(self, cfg: EdgeCoreConfig, store: MetaStore, hub: EdgeHub, present: Sequence[str]) -> None:
+    def __init__(
+        self, cfg: EdgeCoreConfig, store: MetaStore, hub: EdgeHub, present: Sequence[str], board: StatusBoard
+    ) -> None:
         self._store = store
+        self._data_source = cfg.database.data_source
+        self._board = board
+        self._provided = False
         self._config = mm.MetaManagerConfig(
             remote_query_timeout=cfg.modules.meta_manager.remote_query_timeout
         )
@@ -205,12 +221,27 @@ class MetaModule:
             config=self._config,
         )
         self.manager = manager
+        if not self._provided:
+            self._provided = True
+            self._board.add_provider(
+                "metamanager", providers.MetaProvider(_CurrentManager(self), self._data_source)
+            )
         async with trio.open_nursery() as nursery:
             await nursery.start(manager.run)
             task_status.started()
             async with inbox_send:
                 async for msg in ctx:
                     await inbox_send.send(msg)
+
+
+class _CurrentManager:
+    """The MetaManager of the module's current run (a restart makes a new one), for the status board."""
+
+    def __init__(self, module: MetaModule) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module.manager, name)
 
 
 # --- edged ---------------------------------------------------------------------------------------------------
@@ -252,7 +283,8 @@ class EdgedModule:
     name = EDGED
     group = "edged"
 
-    def __init__(self, cfg: EdgeCoreConfig) -> None:
+    def __init__(self, cfg: EdgeCoreConfig, board: StatusBoard) -> None:
+        self._board = board
         self._settings = edged_settings(cfg)
         self._node = self._settings.node_name
         self._namespace = cfg.modules.edged.register_node_namespace
@@ -341,6 +373,12 @@ class EdgedModule:
         self, ctx: beehive.Context, reports: trio.MemoryReceiveChannel[PodStatusReport]
     ) -> None:
         async for report in reports:
+            pod = None
+            if report.status is not None:
+                pod = providers.pod_from_kubernetes(
+                    report.uid, report.namespace, report.name, report.status, static=report.static
+                )
+            providers.publish_pod(self._board, pod, uid=report.uid)
             if report.static:
                 continue  # static pods are not in the API (mirror pods are not implemented)
             if report.status is None:
@@ -387,6 +425,26 @@ def open_store(cfg: EdgeCoreConfig) -> MetaStore:
     return MetaStore.open(cfg.database.data_source)
 
 
+def _link_provider(hub: EdgeHub) -> Provider:
+    """Refresh ``board.link`` from EdgeHub's state before each status render."""
+    state: dict[str, Any] = {"connected": None, "since": time.time()}
+
+    async def provide(board: StatusBoard) -> None:
+        connected = hub.connected
+        if connected != state["connected"]:
+            state["connected"], state["since"] = connected, time.time()
+        close = hub.last_close
+        board.link = dataclasses.replace(
+            board.link,
+            state=st.LinkState.CONNECTED if connected else st.LinkState.CONNECTING,
+            since=state["since"],
+            reconnects=max(0, hub.dials - 1),
+            last_error=f"closed by the cloud: {close[0]} {close[1]}" if close else board.link.last_error,
+        )
+
+    return provide
+
+
 def build_modules(cfg: EdgeCoreConfig, store: MetaStore) -> list[Any]:
     """The enabled edge modules in start order, wired to each other and sharing ``store``."""
     hub_cfg = cfg.modules.edge_hub
@@ -399,6 +457,11 @@ def build_modules(cfg: EdgeCoreConfig, store: MetaStore) -> list[Any]:
         present.append(EDGED)
     if cfg.modules.event_bus.enable:
         present.append(EVENTBUS)
+    if cfg.modules.device_twin.enable:
+        present.append(TWIN)
+    if cfg.modules.service_bus.enable:
+        present.append(SERVICEBUS)
+    board = providers.board_from_config(cfg, started_at=time.time())
     context = tls.edge_client_context(
         Path(hub_cfg.tls_ca_file), Path(hub_cfg.tls_cert_file), Path(hub_cfg.tls_private_key_file)
     )
@@ -415,13 +478,26 @@ def build_modules(cfg: EdgeCoreConfig, store: MetaStore) -> list[Any]:
             message_burst=hub_cfg.message_burst,
         ),
     )
+    board.add_provider("edgehub", _link_provider(hub))
+    node = node_name_of(cfg)
     modules: list[Any] = []
     if cfg.modules.meta_manager.enable:
-        modules.append(MetaModule(cfg, store, hub, present))
+        modules.append(MetaModule(cfg, store, hub, present, board))
     if hub_cfg.enable:
         modules.append(HubModule(hub, present))
     if cfg.modules.event_bus.enable:
-        modules.append(EventBus(cfg.modules.event_bus, store=store, node_name=node_name_of(cfg)))
+        modules.append(EventBus(cfg.modules.event_bus, store=store, node_name=node))
+    if cfg.modules.device_twin.enable:
+        modules.append(DeviceTwin(data_source=cfg.database.data_source, node_name=node))
+    if cfg.modules.service_bus.enable:
+        sb = cfg.modules.service_bus
+        modules.append(
+            ServiceBus(
+                server=sb.server, port=sb.port, timeout=sb.timeout, data_source=cfg.database.data_source
+            )
+        )
     if cfg.modules.edged.enable:
-        modules.append(EdgedModule(cfg))
+        modules.append(EdgedModule(cfg, board))
+    if cfg.modules.status_server.enable:
+        modules.append(StatusModule.from_config(board, cfg.modules.status_server))
     return modules
