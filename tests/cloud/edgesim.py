@@ -26,10 +26,11 @@ from typing import Any
 
 import trio
 
+from kubeedge.cloud.cloudhub import delivery
 from kubeedge.cloud.synccontroller.controller import OP_ACKED
 from kubeedge.kit import limits
 from kubeedge.kit.beehive import Context, InboxFullError
-from kubeedge.proto import codec, delivery
+from kubeedge.proto import codec
 from kubeedge.proto import resource as resources
 from kubeedge.proto.message import Message
 from kubeedge.proto.vocab import CloudModule, Group, Operation
@@ -65,10 +66,7 @@ class HubStandIn:
                 if self.on_receive is not None:
                     self.on_receive(node, msg)
                 out = dataclasses.replace(msg, route=dataclasses.replace(msg.route, resource=wire))
-                if (
-                    delivery.classify(msg) is delivery.Delivery.ACK
-                    and msg.route.operation != Operation.RESPONSE
-                ):
+                if delivery.classify(msg) is delivery.Mode.ACK and msg.route.operation != Operation.RESPONSE:
                     self._pending[msg.msg_id] = msg
                 # Like CloudHub's send_to_node: queue for the node and never block the module's loop.
                 peer.frames.append(codec.encode(out, max_size=limits.MAX_FRAME_BYTES))
@@ -170,7 +168,7 @@ class EdgePeer:
             return
         if op in (Operation.INSERT, Operation.UPDATE, Operation.DELETE) and isinstance(msg.content, dict):
             self.apply(msg)
-            if self.auto_ack and delivery.classify(msg) is delivery.Delivery.ACK:
+            if self.auto_ack and delivery.classify(msg) is delivery.Mode.ACK:
                 await self.send(msg.reply("OK", now_ms=int(time.time() * 1000)))
             meta = msg.content.get("metadata") or {}
             if msg.content.get("kind") == "Pod" and meta.get("deletionTimestamp") and op != Operation.DELETE:
