@@ -77,7 +77,10 @@ class Demo:
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(BIN / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         if check and result.returncode != 0:
             raise DemoError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -93,7 +96,9 @@ class Demo:
     def alive(self, name: str) -> bool:
         for proc_name, proc in self.procs:
             if proc_name == name and proc.poll() is not None:
-                raise DemoError(f"{name} exited with code {proc.returncode}; see {self.work / (name + '.log')}")
+                raise DemoError(
+                    f"{name} exited with code {proc.returncode}; see {self.work / (name + '.log')}"
+                )
         return True
 
     def write_cloud_config(self) -> Path:
@@ -102,8 +107,11 @@ class Demo:
             "apiVersion": "cloudcore.config.kubeedge.io/v1alpha1",
             "kind": "CloudCore",
             "embeddedAPIServer": {
-                "enable": True, "address": "127.0.0.1", "port": self.api_port,
-                "dataDir": str(w / "apiserver"), "kubeConfigOutput": str(self.kubeconfig),
+                "enable": True,
+                "address": "127.0.0.1",
+                "port": self.api_port,
+                "dataDir": str(w / "apiserver"),
+                "kubeConfigOutput": str(self.kubeconfig),
             },
             "modules": {
                 "cloudHub": {
@@ -154,28 +162,60 @@ class Demo:
 
         images.ensure_busybox_image(docker.from_env())
 
-        self.step(f"starting cloudcore (embedded API server on 127.0.0.1:{self.api_port}, "
-                  f"CloudHub on :{self.ws_port}, certificates on :{self.https_port})")
+        self.step(
+            f"starting cloudcore (embedded API server on 127.0.0.1:{self.api_port}, "
+            f"CloudHub on :{self.ws_port}, certificates on :{self.https_port})"
+        )
         cloud_config = self.write_cloud_config()
         cloud_log = self.start("cloudcore", [str(BIN / "cloudcore"), "--config", str(cloud_config)])
-        wait_until("the API server and its kubeconfig",
-                   lambda: self.alive("cloudcore") and self.kubeconfig.exists()
-                   and self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
-                   self.timeout, cloud_log)
+        wait_until(
+            "the API server and its kubeconfig",
+            lambda: (
+                self.alive("cloudcore")
+                and self.kubeconfig.exists()
+                and self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0
+            ),
+            self.timeout,
+            cloud_log,
+        )
         token_file = self.work / "cloud/tokens/tokendata"
-        wait_until("the join token", lambda: self.alive("cloudcore") and token_file.exists(), self.timeout, cloud_log)
+        wait_until(
+            "the join token", lambda: self.alive("cloudcore") and token_file.exists(), self.timeout, cloud_log
+        )
 
         self.step("reading the join token with keadm gettoken")
-        token = subprocess.run([str(BIN / "keadm"), "gettoken", "--token-file", str(token_file)],
-                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        token = subprocess.run(
+            [str(BIN / "keadm"), "gettoken", "--token-file", str(token_file)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
 
         self.step(f"joining edge node {self.node!r} with keadm join")
         edge_dir = self.work / "edge"
         join = subprocess.run(
-            [str(BIN / "keadm"), "join", "--cloudcore-ipport", f"127.0.0.1:{self.ws_port}",
-             "--certport", str(self.https_port), "--token", token, "--edgenode-name", self.node,
-             "--config-dir", str(edge_dir), "--db-path", str(edge_dir / "edgecore.db"), "--force"],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                str(BIN / "keadm"),
+                "join",
+                "--cloudcore-ipport",
+                f"127.0.0.1:{self.ws_port}",
+                "--certport",
+                str(self.https_port),
+                "--token",
+                token,
+                "--edgenode-name",
+                self.node,
+                "--config-dir",
+                str(edge_dir),
+                "--db-path",
+                str(edge_dir / "edgecore.db"),
+                "--force",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if join.returncode != 0:
             raise DemoError(f"keadm join failed: {join.stderr.strip()}")
@@ -206,22 +246,36 @@ class Demo:
             pod = self.pod()
             if not pod or pod.get("status", {}).get("phase") != "Running":
                 return False
-            return any(c.get("type") == "Ready" and c.get("status") == "True"
-                       for c in pod["status"].get("conditions", []))
+            return any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in pod["status"].get("conditions", [])
+            )
 
         wait_until("pod demo-web Running and Ready", pod_ready, self.timeout, edge_log)
         self.step("the result")
         print(self.kubectl("get", "nodes", "-o", "wide").stdout.rstrip())
         print(self.kubectl("get", "pods", "-o", "wide").stdout.rstrip())
         containers = subprocess.run(
-            ["docker", "ps", "--filter", "label=io.kubeedge-py.pod.name=demo-web",
-             "--format", "table {{.Names}}\t{{.Image}}\t{{.Status}}"],
-            capture_output=True, text=True, timeout=30, check=False,
+            [
+                "docker",
+                "ps",
+                "--filter",
+                "label=io.kubeedge-py.pod.name=demo-web",
+                "--format",
+                "table {{.Names}}\t{{.Image}}\t{{.Status}}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         print(containers.stdout.rstrip(), flush=True)
         if self.keep:
-            print(f"\nRunning. Try: {BIN / 'kubectl'} --kubeconfig {self.kubeconfig} get pods -o wide\n"
-                  "Ctrl-C stops the demo.", flush=True)
+            print(
+                f"\nRunning. Try: {BIN / 'kubectl'} --kubeconfig {self.kubeconfig} get pods -o wide\n"
+                "Ctrl-C stops the demo.",
+                flush=True,
+            )
             try:
                 while all(proc.poll() is None for _, proc in self.procs):
                     time.sleep(1)
@@ -251,7 +305,9 @@ def main() -> int:
     parser.add_argument("--node-name", default="demo-edge-1")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed for each waiting step")
     parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
-    parser.add_argument("--free-ports", action="store_true", help="use free ports instead of 6443/10000/10002")
+    parser.add_argument(
+        "--free-ports", action="store_true", help="use free ports instead of 6443/10000/10002"
+    )
     args = parser.parse_args()
     os.environ.setdefault("KUBEEDGE_LOG_FORMAT", "text")
     demo = Demo(args)
