@@ -82,15 +82,33 @@ def test_missing_file_is_a_config_error(prog: str, tmp_path: Path) -> None:
     assert "cannot read" in result.stderr
 
 
-def test_run_without_check_loads_the_upstream_file_and_logs_a_summary() -> None:
-    fixture = Path(__file__).parent / "kit" / "fixtures" / "cloudcore-min.yaml"
-    result = run("cloudcore", "--config", str(fixture))
-    assert result.returncode == 0, result.stderr
+def test_run_without_check_loads_the_upstream_file_then_stops_at_a_clear_preflight_error(
+    tmp_path: Path,
+) -> None:
+    # Running for real needs a cluster and certificates; with neither, both daemons log what they loaded and
+    # stop with one line naming the missing file, before anything is written to disk.
+    fixtures = Path(__file__).parent / "kit" / "fixtures"
+    cloud = yaml.safe_load((fixtures / "cloudcore-min.yaml").read_text())
+    cloud["kubeAPIConfig"] = {"kubeConfig": str(tmp_path / "missing.kubeconfig")}
+    cloud_file = tmp_path / "cloudcore.yaml"
+    cloud_file.write_text(yaml.safe_dump(cloud))
+    result = run("cloudcore", "--config", str(cloud_file))
+    assert result.returncode == 1, result.stderr
     assert "config loaded" in result.stderr
     assert "node_limit=1000" in result.stderr
-    edge = run("edgecore", "--config", str(fixture.with_name("edgecore-default.yaml")))
-    assert edge.returncode == 0, edge.stderr
-    assert "node=vm" in edge.stderr
+    assert f"kubeAPIConfig.kubeConfig: {tmp_path / 'missing.kubeconfig'}: no such file" in result.stderr
+
+    edge = yaml.safe_load((fixtures / "edgecore-default.yaml").read_text())
+    edge["modules"]["edgeHub"]["tlsCaFile"] = str(tmp_path / "ca" / "rootCA.crt")
+    edge["database"]["dataSource"] = str(tmp_path / "edgecore.db")
+    edge_file = tmp_path / "edgecore.yaml"
+    edge_file.write_text(yaml.safe_dump(edge))
+    result = run("edgecore", "--config", str(edge_file))
+    assert result.returncode == 1, result.stderr
+    assert "node=vm" in result.stderr
+    assert "modules.edgeHub.tlsCaFile" in result.stderr
+    assert "keadm join" in result.stderr
+    assert not (tmp_path / "edgecore.db").exists()
 
 
 @pytest.mark.parametrize("prog", DAEMONS)

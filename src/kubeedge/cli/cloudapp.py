@@ -68,6 +68,21 @@ def hub_settings(cfg: CloudCoreConfig) -> HubSettings:
     )
 
 
+def preflight(cfg: CloudCoreConfig) -> None:
+    """Checks that must pass before anything is created on disk or a port is opened.
+
+    Without the embedded API server the cluster's kubeconfig must exist. Raises :class:`StartupError`.
+    """
+    if cfg.embedded_api_server_enabled:
+        return
+    try:
+        cluster_config = Path(controllers.kubeconfig_path(cfg))
+    except ValueError as exc:
+        raise StartupError(str(exc)) from exc
+    if not cluster_config.is_file():
+        raise StartupError(f"kubeAPIConfig.kubeConfig: {cluster_config}: no such file")
+
+
 async def run(cfg: CloudCoreConfig, *, shutdown_timeout: float = beehive.SHUTDOWN_TIMEOUT) -> int:
     """Run cloudcore until a signal; returns the exit code."""
     hub_cfg = cfg.modules.cloud_hub

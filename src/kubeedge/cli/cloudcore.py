@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kubeedge.cli import cloudapp  # the API server, hub and controllers load only when running
 
     try:
+        cloudapp.preflight(cfg)
         return trio.run(cloudapp.run, cfg)
     except cloudapp.StartupError as exc:
         common.fail(f"cannot start cloudcore: {exc}")

@@ -105,14 +105,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(keadm join writes it)",
             code=common.EXIT_USAGE,
         )
+    # Certificates first: a node that has not joined yet must fail before anything is written to disk.
+    try:
+        context = app.tls_context(cfg)
+    except (OSError, ssl.SSLError) as exc:
+        common.fail(f"cannot start edgecore: {exc}")
     try:
         store = app.open_store(cfg)
     except (StoreError, OSError) as exc:
         common.fail(f"cannot open the edge database: {exc}")
     try:
         try:
-            built = app.build_modules(cfg, store)
-        except (OSError, ssl.SSLError, ValueError) as exc:
+            built = app.build_modules(cfg, store, context)
+        except (OSError, ValueError) as exc:
             common.fail(f"cannot start edgecore: {exc}")
         return trio.run(functools.partial(beehive.run_modules, built))
     finally:

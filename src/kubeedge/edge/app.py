@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -445,7 +446,25 @@ def _link_provider(hub: EdgeHub) -> Provider:
     return provide
 
 
-def build_modules(cfg: EdgeCoreConfig, store: MetaStore) -> list[Any]:
+def tls_context(cfg: EdgeCoreConfig) -> ssl.SSLContext:
+    """EdgeHub's client context from ``edgeHub.tlsCaFile``/``tlsCertFile``/``tlsPrivateKeyFile``.
+
+    Raises :class:`OSError` or :class:`ssl.SSLError` naming the file when one is missing or unreadable.
+    """
+    hub_cfg = cfg.modules.edge_hub
+    for key, path in (
+        ("tlsCaFile", hub_cfg.tls_ca_file),
+        ("tlsCertFile", hub_cfg.tls_cert_file),
+        ("tlsPrivateKeyFile", hub_cfg.tls_private_key_file),
+    ):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"modules.edgeHub.{key}: {path}: no such file (run keadm join first)")
+    return tls.edge_client_context(
+        Path(hub_cfg.tls_ca_file), Path(hub_cfg.tls_cert_file), Path(hub_cfg.tls_private_key_file)
+    )
+
+
+def build_modules(cfg: EdgeCoreConfig, store: MetaStore, context: ssl.SSLContext) -> list[Any]:
     """The enabled edge modules in start order, wired to each other and sharing ``store``."""
     hub_cfg = cfg.modules.edge_hub
     present: list[str] = []
@@ -462,9 +481,6 @@ def build_modules(cfg: EdgeCoreConfig, store: MetaStore) -> list[Any]:
     if cfg.modules.service_bus.enable:
         present.append(SERVICEBUS)
     board = providers.board_from_config(cfg, started_at=time.time())
-    context = tls.edge_client_context(
-        Path(hub_cfg.tls_ca_file), Path(hub_cfg.tls_cert_file), Path(hub_cfg.tls_private_key_file)
-    )
     hub = EdgeHub(
         context,
         EdgeHubSettings(
