@@ -23,6 +23,24 @@ def test_parse_docker_times() -> None:
 
 
 @pytest.mark.docker
+async def test_runtimes_of_two_nodes_on_one_engine_never_see_each_others_containers(
+    docker_client: Any, busybox_image: str
+) -> None:
+    mine, theirs = DockerRuntime(docker_client, node="edge-a"), DockerRuntime(docker_client, node="edge-b")
+    pod = rt.PodRef(str(uuid.uuid4()), "two-nodes", "default")
+    with trio.fail_after(60):
+        await mine.prepare_sandbox_image(images.PAUSE_TAG)
+        sandbox = await mine.create_sandbox(rt.SandboxSpec(pod, 0, images.PAUSE_TAG, "two-nodes", False))
+        try:
+            assert sandbox.id in {r.id for r in await mine.list_containers()}
+            assert sandbox.id not in {r.id for r in await theirs.list_containers()}
+            labels = docker_client.api.inspect_container(sandbox.id)["Config"]["Labels"]
+            assert labels[rt.LABEL_NODE] == "edge-a"
+        finally:
+            docker_client.api.remove_container(sandbox.id, force=True)
+
+
+@pytest.mark.docker
 async def test_runtime_creates_lists_and_stops_only_its_own(docker_client: Any, busybox_image: str) -> None:
     runtime = DockerRuntime(docker_client)
     pod = rt.PodRef(str(uuid.uuid4()), "rt-test", "default")

@@ -143,9 +143,11 @@ def _docker_name(pod: rt.PodRef, name: str, attempt: int) -> str:
 class DockerRuntime:
     """Docker Engine runtime; ``client`` is a ``docker.DockerClient`` (owned by the caller)."""
 
-    def __init__(self, client: Any, limiter: trio.CapacityLimiter | None = None) -> None:
+    def __init__(self, client: Any, limiter: trio.CapacityLimiter | None = None, *, node: str = "") -> None:
         import docker.errors
 
+        self._node = node
+        """Edge node name; when set, containers are labelled with it and only that node's are seen."""
         self._client = client
         self._api = client.api
         self._errors = docker.errors
@@ -168,11 +170,21 @@ class DockerRuntime:
         data = await self._call(self._api.version)
         return RuntimeVersion("docker", str(data.get("Version", "")), str(data.get("ApiVersion", "")))
 
+    def _label_filter(self) -> list[str]:
+        """Docker label filters (ANDed) selecting the containers this runtime owns."""
+        wanted = [f"{rt.LABEL_MANAGED}=true"]
+        if self._node:
+            wanted.append(f"{rt.LABEL_NODE}={self._node}")
+        return wanted
+
+    def _own(self, labels: dict[str, str]) -> dict[str, str]:
+        if self._node:
+            labels[rt.LABEL_NODE] = self._node
+        return labels
+
     async def list_containers(self) -> list[ContainerRecord]:
         """Managed containers; only those whose id or state changed since the last call are inspected."""
-        listed = await self._call(
-            self._api.containers, all=True, filters={"label": f"{rt.LABEL_MANAGED}=true"}
-        )
+        listed = await self._call(self._api.containers, all=True, filters={"label": self._label_filter()})
         keys = [(str(c["Id"]), str(c.get("State", ""))) for c in listed]
         records: list[ContainerRecord] = []
         fresh: dict[tuple[str, str], ContainerRecord] = {}
@@ -235,7 +247,8 @@ class DockerRuntime:
             if "Conflict" not in str(exc) and "already in use" not in str(exc):
                 raise
             old = await self._call(self._api.inspect_container, name)
-            if (old.get("Config") or {}).get("Labels", {}).get(rt.LABEL_MANAGED) != "true":
+            old_labels = (old.get("Config") or {}).get("Labels") or {}
+            if old_labels.get(rt.LABEL_MANAGED) != "true" or old_labels.get(rt.LABEL_NODE, "") != self._node:
                 raise
             await self._call(self._api.remove_container, old["Id"], force=True, v=True)
             created = await self._call(self._api.create_container, name=name, **kwargs)
@@ -255,8 +268,8 @@ class DockerRuntime:
         )
         kwargs: dict[str, Any] = {
             "image": spec.image,
-            "labels": _labels(
-                spec.pod, rt.SANDBOX_NAME, ContainerKind.SANDBOX, spec.attempt, spec.grace_seconds
+            "labels": self._own(
+                _labels(spec.pod, rt.SANDBOX_NAME, ContainerKind.SANDBOX, spec.attempt, spec.grace_seconds)
             ),
             "host_config": host_config,
             "ports": ports or None,
@@ -287,13 +300,15 @@ class DockerRuntime:
             "command": list(spec.args) or None,
             "environment": dict(spec.env),
             "working_dir": spec.working_dir or None,
-            "labels": _labels(
-                spec.pod,
-                spec.name,
-                spec.kind,
-                spec.attempt,
-                spec.grace_seconds,
-                **{rt.LABEL_HASH: spec.spec_hash, rt.LABEL_SANDBOX: spec.sandbox_id},
+            "labels": self._own(
+                _labels(
+                    spec.pod,
+                    spec.name,
+                    spec.kind,
+                    spec.attempt,
+                    spec.grace_seconds,
+                    **{rt.LABEL_HASH: spec.spec_hash, rt.LABEL_SANDBOX: spec.sandbox_id},
+                )
             ),
             "host_config": host_config,
             "detach": True,
@@ -355,7 +370,7 @@ class DockerRuntime:
     async def watch_events(self, notify: Callable[[str], None]) -> None:
         """Feed ``notify`` from ``docker events`` for managed containers until cancelled."""
         stream = await self._call(
-            self._api.events, decode=True, filters={"type": "container", "label": f"{rt.LABEL_MANAGED}=true"}
+            self._api.events, decode=True, filters={"type": "container", "label": self._label_filter()}
         )
         try:
             while True:

@@ -25,6 +25,9 @@ LABEL_ATTEMPT: Final = "io.kubeedge-py.container.restart-count"
 LABEL_HASH: Final = "io.kubeedge-py.container.hash"
 LABEL_GRACE: Final = "io.kubeedge-py.pod.termination-grace-period"
 LABEL_SANDBOX: Final = "io.kubeedge-py.sandbox-id"
+LABEL_NODE: Final = "io.kubeedge-py.node"
+"""The edge node whose edged created the container: several nodes may share one engine (tests, molecule), and
+each edged lists, adopts and garbage-collects only its own node's containers."""
 SANDBOX_NAME: Final = "POD"
 """Container name recorded for sandboxes (dockershim's convention)."""
 

@@ -42,7 +42,7 @@ async def serve_docker(
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"cannot reach the Docker engine: {exc}") from exc
     try:
-        manager = PodManager(DockerRuntime(docker_client), config, lookup, status_out)
+        manager = PodManager(DockerRuntime(docker_client, node=config.node_name), config, lookup, status_out)
         async with trio.open_nursery() as nursery:
             await nursery.start(manager.run)
             task_status.started(manager)
