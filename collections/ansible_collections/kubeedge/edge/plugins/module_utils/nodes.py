@@ -1,0 +1,37 @@
+"""Node readiness as the Kubernetes API reports it (pure functions over a Node object as a dict).
+
+A node is ready when its ``Ready`` condition has status ``"True"``; an optional version check compares the
+version edged reports (``status.nodeInfo.kubeletVersion``) so that an upgrade's health gate can insist that the
+node runs the new release, not merely that the old process is still up. Unknown or missing fields count as
+not ready, never as an error.
+"""
+
+from __future__ import annotations
+
+
+def ready_condition(node):
+    """The node's ``Ready`` condition dict, or ``None``."""
+    status = node.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == "Ready":
+            return cond
+    return None
+
+
+def reported_version(node):
+    """``status.nodeInfo.kubeletVersion`` or ``""``."""
+    info = (node.get("status") or {}).get("nodeInfo") or {}
+    value = info.get("kubeletVersion")
+    return value if isinstance(value, str) else ""
+
+
+def verdict(node, version=None):
+    """``(ready, reason)``: whether the node passes, and a one-line reason when it does not."""
+    cond = ready_condition(node)
+    if cond is None:
+        return False, "no Ready condition reported yet"
+    if cond.get("status") != "True":
+        return False, "Ready=%s (%s: %s)" % (cond.get("status"), cond.get("reason", ""), cond.get("message", ""))
+    if version and version not in reported_version(node):
+        return False, "Ready, but reports version %r, not %r" % (reported_version(node), version)
+    return True, ""
