@@ -31,6 +31,8 @@ fi
 include=systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,iproute2,procps,sudo,curl
 
 rootfs="$(mktemp -d /var/tmp/kubeedge-rootfs.XXXXXX)"
+# mktemp makes the folder 0700 and it becomes the image's /: services running as other users need 0755.
+chmod 0755 "$rootfs"
 trap 'rm -rf --one-file-system "$rootfs"' EXIT
 echo "build-image: debootstrap $suite into $rootfs (about a minute)" >&2
 debootstrap --variant=minbase --include="$include" "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
@@ -42,7 +44,8 @@ rm -f "$rootfs.log"
 # systemd in a container: units that need real hardware or a console only fail and slow the boot.
 for unit in getty@tty1.service serial-getty@.service systemd-remount-fs.service systemd-udevd.service \
     systemd-udev-trigger.service systemd-firstboot.service systemd-modules-load.service \
-    sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount; do
+    sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount systemd-logind.service \
+    getty.target console-getty.service; do
     ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
 done
 # An empty machine-id makes systemd generate a fresh one in every container.
@@ -52,6 +55,8 @@ cp /etc/apt/sources.list.d/debian.sources "$rootfs/etc/apt/sources.list.d/" 2>/d
 if [ -f "$rootfs/etc/apt/sources.list.d/debian.sources" ]; then rm -f "$rootfs/etc/apt/sources.list"; fi
 chroot "$rootfs" apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
+mkdir -p "$rootfs/var/lib/apt/lists/partial"
+chroot "$rootfs" chown _apt:root /var/lib/apt/lists/partial
 
 echo "build-image: importing as $image" >&2
 tar -C "$rootfs" -c . | docker import \
