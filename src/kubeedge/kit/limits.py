@@ -28,6 +28,22 @@ Mirrored by ``proto.resource.MAX_RESOURCE_CHARS`` (proto cannot import kit; a te
 CERT_HTTP_MAX_BODY: Final = 1 * MiB
 """Largest request body of the certificate service (upstream's 1 MiB)."""
 
+CERT_HTTP_MAX_HEADER: Final = 16 * KiB
+"""Largest request line + headers of the certificate service; its requests carry four short headers."""
+
+CERT_HTTP_MAX_CONNECTIONS: Final = 512
+"""Concurrent connections the certificate service serves; more are closed at once so a flood of joins or a
+slowloris cannot exhaust file descriptors needed by the websocket hub."""
+
+CERT_HTTP_MAX_RESPONSE: Final = 1 * MiB
+"""Largest certificate-service response a client (keadm, EdgeHub) reads: a DER certificate is ~1 KiB."""
+
+PKI_MAX_FILE_BYTES: Final = 64 * KiB
+"""Largest PEM certificate or key file read; a P-256 key or certificate chain is a few KiB at most."""
+
+TOKEN_MAX_BYTES: Final = 4 * KiB
+"""Largest join token accepted (file, flag or bearer header); a real one is ~190 bytes."""
+
 EDGE_INBOUND_QUEUE: Final = 100
 """Cloud messages buffered in EdgeHub before the oldest is dropped (upstream's FIFO of 100)."""
 
