@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from kubeedge.cli import common, configflags
 from kubeedge.kit import config, log
@@ -21,14 +22,60 @@ def build_parser() -> argparse.ArgumentParser:
         PROG, "KubeEdge cloud side: serves edge nodes over CloudHub and syncs them with Kubernetes."
     )
     configflags.add_flags(parser, config.DEFAULT_CLOUDCORE_PATH)
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_apiserver_command(commands)
     return parser
+
+
+def _add_apiserver_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = commands.add_parser(
+        "apiserver", help="run the embedded Kubernetes-API-compatible server standalone"
+    )
+    cmd.add_argument("--data-dir", required=True, type=Path, help="folder for state.db and pki/")
+    cmd.add_argument("--address", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
+    cmd.add_argument(
+        "--port", type=int, default=6443, help="listen port, 0 for any free port (default: 6443)"
+    )
+    cmd.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="kubeconfig to write (default: DATA_DIR/kubeconfig.yaml)",
+    )
+    cmd.add_argument("--no-scheduler", action="store_true", help="do not bind pending pods to nodes")
+
+
+def _run_apiserver(args: argparse.Namespace) -> int:
+    import trio
+
+    from kubeedge.apiserver import server
+
+    settings = server.Settings(
+        data_dir=args.data_dir,
+        address=args.address,
+        port=args.port,
+        kubeconfig=args.kubeconfig,
+        scheduler=not args.no_scheduler,
+    )
+    try:
+        settings.validate()
+    except ValueError as exc:
+        common.fail(str(exc), code=common.EXIT_USAGE)
+    try:
+        trio.run(server.serve, settings)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        common.fail(f"apiserver: {exc}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cloudcore`` console script."""
     args = build_parser().parse_args(argv)
     common.setup_logging(args)
+    if args.command == "apiserver":
+        return _run_apiserver(args)
     text = configflags.generated(args, config.default_cloudcore, config.minimal_cloudcore)
     if text is not None:
         print(text, end="")

@@ -77,6 +77,28 @@ MAX_CONFIG_DEPTH: Final = 32
 APISERVER_MAX_BODY: Final = 3 * MiB
 """Default request body limit of the embedded API server (etcd's request limit)."""
 
+APISERVER_WATCH_WINDOW: Final = 10_000
+"""Change events the embedded API server keeps for watch resumption; older resourceVersions get 410 Gone.
+Sized like a few minutes of a busy small cluster (kube-apiserver keeps a per-resource cache of 100..1000s)."""
+
+APISERVER_DISCARD_MAX_BYTES: Final = 64 * MiB
+"""Most of a rejected (413) body the API server reads and drops so a client that sends it all sees the 413."""
+
+APISERVER_MAX_HEADER_BYTES: Final = 64 * KiB
+"""Largest request line plus headers (client-go sends well under 4 KiB; bearer JWTs are ~1 KiB)."""
+
+APISERVER_MAX_LIST_LIMIT: Final = 10_000
+"""Largest page a chunked list returns even if the client asks for more."""
+
+APISERVER_MAX_CONNECTIONS: Final = 1024
+"""Concurrent client connections (every watch holds one); further connections wait in the accept backlog."""
+
+APISERVER_IDLE_TIMEOUT_S: Final = 300.0
+"""Seconds a keep-alive connection may sit idle between requests before it is closed."""
+
+APISERVER_MAX_WATCH_TIMEOUT_S: Final = 3600
+"""Longest watch a client may ask for with timeoutSeconds; watches without it end after a random 30..60 min."""
+
 # --- edge services -----------------------------------------------------------------------------------
 SERVICEBUS_MAX_BODY: Final = 5 * MiB
 """Largest ServiceBus request or response body (upstream 5 MB; CVE-2022-31073 was an unbounded body)."""
