@@ -57,6 +57,8 @@ chroot "$rootfs" apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
 mkdir -p "$rootfs/var/lib/apt/lists/partial"
 chroot "$rootfs" chown _apt:root /var/lib/apt/lists/partial
+# The package lists were dropped: an old mtime makes `apt: cache_valid_time` refresh them on first use.
+touch -d @0 "$rootfs/var/lib/apt/lists"
 
 echo "build-image: importing as $image" >&2
 tar -C "$rootfs" -c . | docker import \
