@@ -25,12 +25,19 @@ def ca(tmp_path: Path) -> pki.CertificateAuthority:
 def test_token_computed_from_the_ca_dir_verifies_with_the_ca_key(module, tmp_path, ca) -> None:
     run = module(
         "join_token",
-        {"keadm": KEADM, "token_file": str(tmp_path / "absent"), "ca_dir": str(tmp_path / "ca"), "wait_timeout": 0},
+        {
+            "keadm": KEADM,
+            "token_file": str(tmp_path / "absent"),
+            "ca_dir": str(tmp_path / "ca"),
+            "wait_timeout": 0,
+        },
     )
-    assert run.rc == 0 and not run.failed, run.result
+    assert run.rc == 0, run.result
+    assert not run.failed, run.result
     assert run.result["changed"] is False
     token = jointoken.parse(run.result["token"])
-    assert run.result["ca_hash"] == token.ca_hash == ca.hash
+    assert run.result["ca_hash"] == token.ca_hash
+    assert token.ca_hash == ca.hash
     expiry = jointoken.verify_bearer(token.bearer, ca.key_der, now=time.time())
     assert run.result["expires"] == int(expiry.timestamp())
     # Default tokenRefreshDuration is 12 h; the token lives twice that.
@@ -52,7 +59,9 @@ def test_waits_for_the_token_file_to_appear(tmp_path, ca) -> None:
     token_file = tmp_path / "tokendata"
     args = tmp_path / "args.json"
     args.write_text(
-        json.dumps({"ANSIBLE_MODULE_ARGS": {"keadm": KEADM, "token_file": str(token_file), "wait_timeout": 30}})
+        json.dumps(
+            {"ANSIBLE_MODULE_ARGS": {"keadm": KEADM, "token_file": str(token_file), "wait_timeout": 30}}
+        )
     )
     proc = subprocess.Popen(
         [sys.executable, str(MODULES / "join_token.py"), str(args)],
@@ -75,7 +84,8 @@ def test_waits_for_the_token_file_to_appear(tmp_path, ca) -> None:
 def test_missing_token_fails_after_the_wait_naming_the_file(module, tmp_path) -> None:
     started = time.monotonic()
     run = module("join_token", {"keadm": KEADM, "token_file": str(tmp_path / "tokendata"), "wait_timeout": 1})
-    assert run.failed and run.rc != 0
+    assert run.failed
+    assert run.rc != 0
     assert time.monotonic() - started >= 1
     assert "no join token after 1s" in run.result["msg"]
     assert "tokendata" in run.result["msg"]
@@ -87,7 +97,8 @@ def test_token_expiring_too_soon_fails_without_leaking_it(module, tmp_path, ca) 
     jointoken.write_token_file(token_file, token)
     run = module("join_token", {"keadm": KEADM, "token_file": str(token_file), "wait_timeout": 0})
     assert run.failed
-    assert "expires in" in run.result["msg"] and "min_validity 300s" in run.result["msg"]
+    assert "expires in" in run.result["msg"]
+    assert "min_validity 300s" in run.result["msg"]
     assert token not in run.stdout
     assert "token" not in run.result
 
@@ -104,10 +115,13 @@ def test_malformed_token_file_fails_without_leaking_it(module, tmp_path) -> None
 def test_missing_keadm_fails_but_check_mode_reports_nothing_to_read(module, tmp_path) -> None:
     args = {"keadm": str(tmp_path / "no" / "keadm"), "wait_timeout": 0}
     run = module("join_token", args)
-    assert run.failed and "install kubeedge-py first" in run.result["msg"]
+    assert run.failed
+    assert "install kubeedge-py first" in run.result["msg"]
     checked = module("join_token", args, check_mode=True)
-    assert not checked.failed and checked.rc == 0
-    assert checked.result["token"] is None and checked.result["changed"] is False
+    assert not checked.failed
+    assert checked.rc == 0
+    assert checked.result["token"] is None
+    assert checked.result["changed"] is False
 
 
 def test_expiry_is_reported_in_unix_seconds(module, tmp_path, ca) -> None:

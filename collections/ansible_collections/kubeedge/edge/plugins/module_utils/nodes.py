@@ -31,7 +31,11 @@ def verdict(node, version=None):
     if cond is None:
         return False, "no Ready condition reported yet"
     if cond.get("status") != "True":
-        return False, "Ready=%s (%s: %s)" % (cond.get("status"), cond.get("reason", ""), cond.get("message", ""))
+        return False, "Ready={} ({}: {})".format(
+            cond.get("status"),
+            cond.get("reason", ""),
+            cond.get("message", ""),
+        )
     if version and version not in reported_version(node):
-        return False, "Ready, but reports version %r, not %r" % (reported_version(node), version)
+        return False, f"Ready, but reports version {reported_version(node)!r}, not {version!r}"
     return True, ""

@@ -37,7 +37,7 @@ def link_target(root, name):
 def release_complete(root, version):
     """Whether ``releases/<version>`` has a venv Python and all three commands."""
     base = os.path.join(root, "releases", version, "bin")
-    return all(os.access(os.path.join(base, exe), os.X_OK) for exe in ("python",) + EXECUTABLES)
+    return all(os.access(os.path.join(base, exe), os.X_OK) for exe in ("python", *EXECUTABLES))
 
 
 def list_releases(root):

@@ -25,14 +25,14 @@ class TokenShapeError(ValueError):
 
 def _b64url_json(part, what):
     if not _B64URL_RE.fullmatch(part):
-        raise TokenShapeError("JWT %s is not base64url" % what)
+        raise TokenShapeError(f"JWT {what} is not base64url")
     try:
         raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
         value = json.loads(raw.decode("utf-8"))
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise TokenShapeError("JWT %s is not base64url-encoded JSON" % what) from None
+        raise TokenShapeError(f"JWT {what} is not base64url-encoded JSON") from None
     if not isinstance(value, dict):
-        raise TokenShapeError("JWT %s is not a JSON object" % what)
+        raise TokenShapeError(f"JWT {what} is not a JSON object")
     return value
 
 
@@ -44,16 +44,18 @@ def parse(token):
     if not token:
         raise TokenShapeError("token is empty")
     if len(token) > MAX_TOKEN_BYTES:
-        raise TokenShapeError("token is longer than %d bytes" % MAX_TOKEN_BYTES)
+        raise TokenShapeError(f"token is longer than {MAX_TOKEN_BYTES} bytes")
     ca_hash, sep, jwt = token.partition(".")
     if not sep or not _HASH_RE.fullmatch(ca_hash):
-        raise TokenShapeError("token must start with the 64-hex-digit SHA-256 of the CA certificate and a dot")
+        raise TokenShapeError(
+            "token must start with the 64-hex-digit SHA-256 of the CA certificate and a dot"
+        )
     parts = jwt.split(".")
     if len(parts) != 3:
-        raise TokenShapeError("token's JWT must have 3 dot-separated parts, not %d" % len(parts))
+        raise TokenShapeError(f"token's JWT must have 3 dot-separated parts, not {len(parts)}")
     header = _b64url_json(parts[0], "header")
     if header.get("alg") != "HS256":
-        raise TokenShapeError("token's JWT algorithm must be HS256, not %r" % (header.get("alg"),))
+        raise TokenShapeError("token's JWT algorithm must be HS256, not {!r}".format(header.get("alg")))
     claims = _b64url_json(parts[1], "claims")
     exp = claims.get("exp")
     if isinstance(exp, bool) or not isinstance(exp, (int, float)):

@@ -85,6 +85,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.kubeedge.edge.plugins.module_utils import tokens
 
 POLL_SECONDS = 1.0
@@ -100,7 +101,7 @@ def read_token(module, keadm, token_file, ca_dir, deadline):
         rc, out, err = module.run_command(argv)
         if rc == 0 and out.strip():
             return out.strip(), ""
-        last = (err or out).strip()[-500:] or "keadm gettoken exited %d" % rc
+        last = (err or out).strip()[-500:] or f"keadm gettoken exited {rc}"
         if time.monotonic() >= deadline:
             return None, last
         time.sleep(POLL_SECONDS)
@@ -122,23 +123,24 @@ def main():
         module.fail_json(msg="wait_timeout and min_validity must not be negative")
     if not os.access(p["keadm"], os.X_OK):
         if module.check_mode:
-            module.exit_json(changed=False, token=None, msg="%s not installed yet (check mode)" % p["keadm"])
-        module.fail_json(msg="%s is missing or not executable: install kubeedge-py first" % p["keadm"])
+            module.exit_json(
+                changed=False, token=None, msg="{} not installed yet (check mode)".format(p["keadm"])
+            )
+        module.fail_json(msg="{} is missing or not executable: install kubeedge-py first".format(p["keadm"]))
 
     token, error = read_token(
         module, p["keadm"], p["token_file"], p["ca_dir"], time.monotonic() + p["wait_timeout"]
     )
     if token is None:
-        module.fail_json(msg="no join token after %ds: %s" % (p["wait_timeout"], error))
+        module.fail_json(msg=f"no join token after {p['wait_timeout']}s: {error}")
     try:
         info = tokens.parse(token)
     except tokens.TokenShapeError as exc:
-        module.fail_json(msg="keadm gettoken printed a malformed token: %s" % exc)
+        module.fail_json(msg=f"keadm gettoken printed a malformed token: {exc}")
     left = info["expires"] - int(time.time())
     if left < p["min_validity"]:
         module.fail_json(
-            msg="join token expires in %ds (< min_validity %ds); is cloudcore refreshing it?"
-            % (left, p["min_validity"]),
+            msg=f"join token expires in {left}s (< min_validity {p['min_validity']}s); is cloudcore refreshing it?",
             ca_hash=info["ca_hash"],
             expires=info["expires"],
         )

@@ -83,6 +83,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.kubeedge.edge.plugins.module_utils import nodes
 
 try:
@@ -112,15 +113,19 @@ def main():
         module.fail_json(msg="timeout must be >= 0 and interval 0.1..60 seconds")
     if not os.path.exists(p["kubeconfig"]):
         if module.check_mode:
-            module.exit_json(changed=False, ready=False, elapsed=0.0, msg="%s does not exist yet" % p["kubeconfig"])
-        module.fail_json(msg="kubeconfig %s does not exist" % p["kubeconfig"], ready=False, elapsed=0.0)
+            module.exit_json(
+                changed=False, ready=False, elapsed=0.0, msg="{} does not exist yet".format(p["kubeconfig"])
+            )
+        module.fail_json(msg="kubeconfig {} does not exist".format(p["kubeconfig"]), ready=False, elapsed=0.0)
     if K8S_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=K8S_IMPORT_ERROR)
 
     try:
         api_client = k8s_config.new_client_from_config(config_file=p["kubeconfig"], context=p["context"])
     except Exception as exc:  # the client raises several unrelated types for a bad kubeconfig
-        module.fail_json(msg="cannot load kubeconfig %s: %s" % (p["kubeconfig"], exc), ready=False, elapsed=0.0)
+        module.fail_json(
+            msg="cannot load kubeconfig {}: {}".format(p["kubeconfig"], exc), ready=False, elapsed=0.0
+        )
     core = k8s_client.CoreV1Api(api_client)
 
     start = time.monotonic()
@@ -135,10 +140,10 @@ def main():
             ready, reason = nodes.verdict(node, p["version"])
         except ApiException as exc:
             node, ready = None, False
-            reason = "node not found" if exc.status == 404 else "API error %s: %s" % (exc.status, exc.reason)
+            reason = "node not found" if exc.status == 404 else f"API error {exc.status}: {exc.reason}"
         except Exception as exc:  # connection refused/reset while the control plane restarts: keep polling
             node, ready = None, False
-            reason = "API unreachable: %s" % exc
+            reason = f"API unreachable: {exc}"
         elapsed = round(time.monotonic() - start, 1)
         if ready:
             break
@@ -151,7 +156,7 @@ def main():
         result["condition"] = nodes.ready_condition(node) or {}
         result["node_info"] = (node.get("status") or {}).get("nodeInfo") or {}
     if not ready:
-        module.fail_json(msg="node %s not ready after %ss: %s" % (p["name"], elapsed, reason), **result)
+        module.fail_json(msg="node {} not ready after {}s: {}".format(p["name"], elapsed, reason), **result)
     module.exit_json(**result)
 
 

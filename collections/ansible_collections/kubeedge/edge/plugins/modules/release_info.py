@@ -84,6 +84,7 @@ root:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.kubeedge.edge.plugins.module_utils import releases
 
 
@@ -104,7 +105,9 @@ def main():
         if os.access(keadm, os.X_OK):
             rc, out, err = module.run_command([keadm, "--version"])
             if rc != 0:
-                module.fail_json(msg="%s --version failed (%d): %s" % (keadm, rc, (err or out).strip()[-300:]), **result)
+                module.fail_json(
+                    msg=f"{keadm} --version failed ({rc}): {(err or out).strip()[-300:]}", **result
+                )
             result["reported_version"] = releases.parse_version_output(out)
     module.exit_json(changed=False, **result)
 
