@@ -13,7 +13,7 @@ description:
   - Waits (bounded by O(wait_timeout)) for cloudcore to publish the token file after a fresh start.
   - Checks the token's shape (CA hash, HS256 JWT) and expiry before returning it, so that a stale or mangled
     token fails here rather than on every edge host.
-  - The token is a secret. Always set C(no_log: true) on the task.
+  - "The token is a secret: always set C(no_log: true) on the task."
   - Never changes anything, so it supports check mode. In check mode, on a host where kubeedge-py is not
     installed yet, it returns C(token=null) instead of failing.
 version_added: "0.1.0"
