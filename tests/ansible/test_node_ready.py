@@ -16,6 +16,8 @@ from kubernetes import client, config
 from tests.ansible.conftest import COLLECTIONS, MODULES, VENV_BIN
 
 START_DEADLINE = 30.0
+HEARTBEAT = "2026-11-27T07:00:00Z"
+HEARTBEAT_UNIX = 1795762800.0
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,15 @@ def _node(name: str, ready: str | None, version: str = "v1.31.0-kubeedge-py") ->
     ) | dict.fromkeys(("operatingSystem", "osImage", "systemUUID"), "x")
     status: dict[str, Any] = {"nodeInfo": info | {"kubeletVersion": version}}
     if ready is not None:
-        status["conditions"] = [{"type": "Ready", "status": ready, "reason": "EdgeReady", "message": "edged"}]
+        status["conditions"] = [
+            {
+                "type": "Ready",
+                "status": ready,
+                "reason": "EdgeReady",
+                "message": "edged",
+                "lastHeartbeatTime": HEARTBEAT,
+            }
+        ]
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": status}
 
 
@@ -171,3 +181,13 @@ def test_unreachable_api_fails_after_the_timeout(module, tmp_path, kubeconfig) -
     run = module("node_ready", {"name": "edge-1", "kubeconfig": str(dead), "timeout": 1, "interval": 0.5})
     assert run.failed
     assert "API unreachable" in run.result["msg"]
+
+
+def test_heartbeat_from_before_a_restart_does_not_count(module, kubeconfig, core) -> None:
+    core.create_node(_node("edge-restarted", "True"))
+    args = {"name": "edge-restarted", "kubeconfig": str(kubeconfig), "timeout": 0}
+    stale = module("node_ready", args | {"since": HEARTBEAT_UNIX + 1})
+    assert stale.failed
+    assert "no heartbeat since the restart (last: 2026-11-27T07:00:00" in stale.result["msg"]
+    fresh = module("node_ready", args | {"since": HEARTBEAT_UNIX})
+    assert not fresh.failed, fresh.result

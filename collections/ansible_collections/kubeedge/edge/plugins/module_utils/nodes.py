@@ -8,6 +8,8 @@ not ready, never as an error.
 
 from __future__ import annotations
 
+import datetime
+
 
 def ready_condition(node):
     """The node's ``Ready`` condition dict, or ``None``."""
@@ -25,11 +27,30 @@ def reported_version(node):
     return value if isinstance(value, str) else ""
 
 
-def verdict(node, version=None):
-    """``(ready, reason)``: whether the node passes, and a one-line reason when it does not."""
+def heartbeat(cond):
+    """The condition's ``lastHeartbeatTime`` as Unix seconds, or ``None`` when absent or unparsable."""
+    text = cond.get("lastHeartbeatTime")
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def verdict(node, version=None, since=None):
+    """``(ready, reason)``: whether the node passes, and a one-line reason when it does not.
+
+    ``since`` (Unix seconds): the Ready condition must also carry a heartbeat at or after it, so that a
+    node object still saying Ready from before a restart does not pass for the restarted node.
+    """
     cond = ready_condition(node)
     if cond is None:
         return False, "no Ready condition reported yet"
+    if since is not None:
+        beat = heartbeat(cond)
+        if beat is None or beat < since:
+            return False, f"no heartbeat since the restart (last: {cond.get('lastHeartbeatTime')})"
     if cond.get("status") != "True":
         return False, "Ready={} ({}: {})".format(
             cond.get("status"),

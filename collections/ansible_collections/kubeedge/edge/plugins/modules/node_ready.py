@@ -39,6 +39,11 @@ options:
   version:
     description: When set, the node must also report this text in C(status.nodeInfo.kubeletVersion).
     type: str
+  since:
+    description:
+      - Unix seconds. When set, the C(Ready) condition's C(lastHeartbeatTime) must be at or after it, so that a
+        node object still saying Ready from before a restart does not pass for the restarted edgecore.
+    type: float
 requirements:
   - kubernetes (Python client) on the host the task runs on; the kubeedge-py release venv has it
     (C(ansible_python_interpreter=/opt/kubeedge-py/current/bin/python)).
@@ -105,6 +110,7 @@ def main():
             "timeout": {"type": "int", "default": 180},
             "interval": {"type": "float", "default": 2.0},
             "version": {"type": "str"},
+            "since": {"type": "float"},
         },
         supports_check_mode=True,
     )
@@ -137,7 +143,7 @@ def main():
             node = api_client.sanitize_for_serialization(
                 core.read_node(p["name"], _request_timeout=max(1.0, min(10.0, p["timeout"])))
             )
-            ready, reason = nodes.verdict(node, p["version"])
+            ready, reason = nodes.verdict(node, p["version"], p["since"])
         except ApiException as exc:
             node, ready = None, False
             reason = "node not found" if exc.status == 404 else f"API error {exc.status}: {exc.reason}"
