@@ -2,8 +2,7 @@
 
 The tests share one cloudcore + edgecore pair (see ``conftest.py``) and run in file order: the pod
 lifecycle (configmap volume, env from a secret, probes, restart after a kill, deletion), bad pod specs that
-get a clear reason without harming a good pod, and last, offline autonomy (cloudcore stopped, edgecore
-restarted, cloudcore back), which restarts the processes.
+get a clear reason without harming a good pod.
 """
 
 from __future__ import annotations
@@ -105,3 +104,61 @@ def test_pod_lifecycle_configmap_secret_probes_restart_delete(edge_cluster: Edge
     core.delete_namespaced_pod("web", "default")
     wait_until("pod web's containers gone", lambda: not containers_of(uid, running_only=False), 60, *logs)
     wait_until("pod web gone from the API", lambda: c.pod("web") is None, 30, *logs)
+
+
+def sleeper(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "main",
+                    "image": IMAGE,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", "touch /tmp/ready; exec sleep 3600"],
+                    "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1},
+                }
+            ]
+        },
+    }
+
+
+def waiting_reason(pod: Any) -> str:
+    """The first container's waiting reason and message, or ''."""
+    if pod is None or pod.status is None:
+        return ""
+    for status in pod.status.container_statuses or []:
+        if status.state is not None and status.state.waiting is not None:
+            return f"{status.state.waiting.reason}: {status.state.waiting.message}"
+    return ""
+
+
+def test_bad_pod_specs_get_a_clear_reason_and_harm_no_other_pod(edge_cluster: EdgeCluster) -> None:
+    c = edge_cluster
+    logs = (c.edge_log, c.cloud_log)
+    good = c.create(sleeper("good"))
+    wait_until("pod good Running and Ready", lambda: running_ready(c.pod("good")), 60, *logs)
+    good_container = containers_of(good.metadata.uid)["main"]
+
+    never = sleeper("never-pull")
+    never["spec"]["containers"][0].update(image="kubeedge-py/does-not-exist:1.0", imagePullPolicy="Never")
+    c.create(never)
+    reason = wait_until(
+        "ErrImageNeverPull on pod never-pull",
+        lambda: (r := waiting_reason(c.pod("never-pull"))).startswith("ErrImageNeverPull") and r,
+        60,
+        *logs,
+    )
+    assert "kubeedge-py/does-not-exist:1.0" in reason
+    assert c.pod("never-pull").status.phase == "Pending"
+
+    # The good pod is untouched: same container, still ready, never restarted.
+    good_now = c.pod("good")
+    assert running_ready(good_now)
+    assert [s.restart_count for s in good_now.status.container_statuses] == [0]
+    assert containers_of(good.metadata.uid)["main"] == good_container
+
+    c.core().delete_namespaced_pod("never-pull", "default")
+    wait_until("pod never-pull gone from the API", lambda: c.pod("never-pull") is None, 30, *logs)
