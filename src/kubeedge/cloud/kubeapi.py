@@ -25,9 +25,11 @@ status 0. Response bodies and watch lines are size-bounded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -326,7 +328,7 @@ class KubeAPI:
             )  # fmt: skip
         finally:
             for resp in holder:
-                resp.response.close()
+                _abort(resp.response)
 
     def _watch_blocking(
         self,
@@ -362,6 +364,9 @@ class KubeAPI:
             raise KubeError(0, "BadWatchLine", f"watch {path}: {exc}") from exc
         except Exception as exc:
             raise KubeError(0, "ConnectionError", f"watch {path}: {exc}") from exc
+        finally:
+            # Closed here, in the reading thread: closing it from trio would wait for the read's lock.
+            resp.response.close()
 
 
 _REASONS: Final = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
@@ -381,6 +386,23 @@ def _typed(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
     obj.setdefault("apiVersion", kind.api_version)
     obj.setdefault("kind", kind.kind)
     return obj
+
+
+def _abort(response: Any) -> None:
+    """End a watch whose reading thread may be blocked in a read, without blocking the caller.
+
+    ``response.close()`` would wait for the buffered reader's lock, which the blocked read holds until
+    the server sends something (up to the watch timeout): that froze cancellation and shutdown. Shutting
+    the socket down makes the blocked read return at once; the reading thread then closes the response.
+    """
+    conn = getattr(response, "connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        return
+    # Already closed or never connected (OSError): nothing is blocked on it. The plain socket's shutdown
+    # is used because SSLSocket.shutdown would also drop the TLS object from under the reader.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
