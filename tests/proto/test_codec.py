@@ -472,3 +472,10 @@ def test_legacy_status_shapes_round_trip() -> None:
             codec.LegacyPodStatus.from_json(bad)
     with pytest.raises(CodecError):
         codec.ObjectResp.from_json([1])
+
+
+def test_out_of_range_number_literals_are_a_codec_error() -> None:
+    # Found by the mutation fuzzer: 1e999 parsed to inf, which could not be encoded again.
+    doc = '{"header":{"msg_id":"a","timestamp":1},"route":{},"content":{"v":1e999}}'
+    with pytest.raises(CodecError, match="out of range"):
+        codec.decode(doc, max_size=MAX)

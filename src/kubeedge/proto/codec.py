@@ -32,6 +32,7 @@ by an iterative walk (and the C scanner's own recursion guard is turned into a
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Self
@@ -141,8 +142,16 @@ def _reject_constant(name: str) -> Any:
     raise CodecError(f"invalid JSON: {name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    # A literal such as 1e999 parses to inf, which no JSON encoder (ours or Go's) can write back.
+    value = float(text)
+    if math.isinf(value):
+        raise CodecError(f"invalid JSON: number {text[:32]} is out of range")
+    return value
+
+
 # Built once: json.loads/json.dumps with keyword arguments build a new coder on every call.
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ASCII_ENCODER: Final = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
