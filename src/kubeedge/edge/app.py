@@ -67,6 +67,12 @@ NOT_CONNECTED: Final = "not connected to the cloud"
 REGISTER_RETRY: Final = 5.0
 """Seconds between node registration attempts while the cloud does not accept it."""
 
+STATUS_CONFIRM_TIMEOUT: Final = 15.0
+"""How long a pod status patch may wait for the cloud's answer before it is tried again."""
+
+STATUS_RETRY: Final = 2.0
+"""Seconds between rounds of re-sending pod status patches the cloud did not accept."""
+
 EDGED_REQUEST_TIMEOUT: Final = 65.0
 """How long edged waits for MetaManager's answer: above ``remoteQueryTimeout`` (60 s), which it may spend."""
 
@@ -373,23 +379,64 @@ class EdgedModule:
     async def _report_pod_status(
         self, ctx: beehive.Context, reports: trio.MemoryReceiveChannel[PodStatusReport]
     ) -> None:
-        async for report in reports:
-            pod = None
-            if report.status is not None:
-                pod = providers.pod_from_kubernetes(
-                    report.uid, report.namespace, report.name, report.status, static=report.static
-                )
-            providers.publish_pod(self._board, pod, uid=report.uid)
-            if report.static:
-                continue  # static pods are not in the API (mirror pods are not implemented)
-            if report.status is None:
-                options = {"gracePeriodSeconds": 0, "preconditions": {"uid": report.uid}}
-                msg = self._request("delete", f"{report.namespace}/pod/{report.name}", options)
-            else:
+        pending: dict[str, tuple[str, str, Any]] = {}
+        """Newest unconfirmed status patch per pod UID: (op, resource, content)."""
+        wake = trio.Event()
+
+        async def confirm() -> None:
+            # A status patch counts as delivered once the cloud answered it without an error, or once
+            # MetaManager took it into its outbox ("connection lost"). A refused or unanswered patch is
+            # retried, so a status is never lost while the pod does not change again.
+            nonlocal wake
+            while True:
+                if not pending:
+                    await wake.wait()
+                    wake = trio.Event()
+                for uid, entry in list(pending.items()):
+                    op, resource, content = entry
+                    try:
+                        reply = await ctx.send_sync(
+                            METAMANAGER, self._request(op, resource, content), timeout=STATUS_CONFIRM_TIMEOUT
+                        )
+                        answer = res.decode_answer(reply.route.operation, reply.content)
+                        delivered = not answer.error or answer.error == "connection lost"
+                        if not delivered:
+                            _log.info("pod status not accepted yet", resource=resource, reason=answer.error)
+                    except beehive.SyncTimeoutError:
+                        delivered = False
+                    if delivered and pending.get(uid) is entry:
+                        del pending[uid]
+                if pending:
+                    with trio.move_on_after(STATUS_RETRY):
+                        await wake.wait()
+                        wake = trio.Event()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(confirm)
+            async for report in reports:
+                pod = None
+                if report.status is not None:
+                    pod = providers.pod_from_kubernetes(
+                        report.uid, report.namespace, report.name, report.status, static=report.static
+                    )
+                providers.publish_pod(self._board, pod, uid=report.uid)
+                if report.static:
+                    continue  # static pods are not in the API (mirror pods are not implemented)
+                if report.status is None:
+                    pending.pop(report.uid, None)
+                    options = {"gracePeriodSeconds": 0, "preconditions": {"uid": report.uid}}
+                    # MetaManager sends the final delete up (or keeps it in its outbox while offline).
+                    await ctx.send(
+                        METAMANAGER, self._request("delete", f"{report.namespace}/pod/{report.name}", options)
+                    )
+                    continue
                 patch = {"metadata": {"uid": report.uid}, "status": dict(report.status)}
-                msg = self._request("patch", f"{report.namespace}/podpatch/{report.name}", json.dumps(patch))
-            # MetaManager stores the status and sends it up (or keeps it in its outbox while offline).
-            await ctx.send(METAMANAGER, msg)
+                pending[report.uid] = (
+                    "patch",
+                    f"{report.namespace}/podpatch/{report.name}",
+                    json.dumps(patch),
+                )
+                wake.set()
 
     async def _node_loop(self, ctx: beehive.Context, pods: PodManager) -> None:
         while True:
