@@ -25,6 +25,9 @@ again after every reconnection; links reconnect forever with full-jitter backoff
 while a pub connection is down its messages wait in a queue of
 :data:`~kubeedge.kit.limits.EVENTBUS_PUBLISH_QUEUE` (oldest dropped first; upstream drops them all).
 
+Counters for the status board: :attr:`EventBus.messages_in`/:attr:`~EventBus.messages_out` and, per link,
+whether each connection is up and why it last went down.
+
 Failures: a bad config (URL, queue size, unreadable ``eventBusTLS`` files) raises :class:`ValueError` from
 the constructor; a broker that cannot be
 reached is retried and logged, never fatal; a message for a group that is not running (no DeviceTwin) is
@@ -136,6 +139,10 @@ class _Link:
     )
     wake: trio.Event = field(default_factory=trio.Event)
     sub: Client | None = None
+    pub_connected: bool = False
+    """Whether the pub connection is up (the status board reads it)."""
+    last_error: str = ""
+    """Why a connection to this broker last went down ("" if it never did)."""
     dropped: int = 0
     subscribed: trio.Event = field(default_factory=trio.Event)
     """Set each time the sub connection has (re)applied its subscriptions (tests and logs use it)."""
@@ -185,6 +192,10 @@ class EventBus:
         self.broker: Broker | None = None
         self.internal_port: int | None = None
         self.links: list[_Link] = []
+        self.messages_in = 0
+        """MQTT messages received from the brokers since start (the status board reads it)."""
+        self.messages_out = 0
+        """MQTT publishes the brokers accepted since start (one per broker in mode 1)."""
         self._extra: list[str] = []
         # Validate URLs now: a typo is a config error, not a reconnect loop.
         self._internal = parse_broker_url(cfg.mqtt_server_internal)
@@ -276,6 +287,7 @@ class EventBus:
                     async for pub in client.messages:
                         await self._deliver(ctx, pub)
             except (OSError, ConnectionLostError, trio.TooSlowError) as exc:
+                link.last_error = f"sub connection: {exc or type(exc).__name__}"
                 _log.warning(
                     "eventbus sub connection down", broker=link.name, client_id=client_id, error=str(exc)
                 )
@@ -287,6 +299,7 @@ class EventBus:
             await trio.sleep(backoff.next_delay())
 
     async def _deliver(self, ctx: beehive.Context, pub: mqtt.Publish) -> None:
+        self.messages_in += 1
         group, msg = route_mqtt_message(pub.topic, pub.payload, now_ms=ctx.now_ms())
         try:
             await ctx.send_to_group(group, msg)
@@ -308,17 +321,22 @@ class EventBus:
                     ssl_context=link.tls,
                     **self._credentials(),
                 ) as client:
+                    link.pub_connected = True
                     while True:
                         while link.outbox:
                             topic, payload = link.outbox[0]
                             await client.publish(topic, payload, qos=link.qos, retain=link.retain)
                             link.outbox.popleft()
+                            self.messages_out += 1
                         await link.wake.wait()
                         link.wake = trio.Event()
             except (OSError, ConnectionLostError, trio.TooSlowError) as exc:
+                link.last_error = f"pub connection: {exc or type(exc).__name__}"
                 _log.warning(
                     "eventbus pub connection down", broker=link.name, client_id=client_id, error=str(exc)
                 )
+            finally:
+                link.pub_connected = False
             if trio.current_time() - began >= RECONNECT_STABLE_AFTER:
                 backoff.reset()
             await trio.sleep(backoff.next_delay())
