@@ -306,7 +306,8 @@ class MetaStatus:
     connected: bool = False
     """Whether MetaManager last heard ``cloud_connected``."""
     pending_acks: int | None = None
-    """Cloud messages received but not yet durably stored and acked; ``null`` when not reported."""
+    """Messages waiting in MetaManager's inbox (cloud messages, and edged requests which share it) plus cloud
+    messages being written: received but not yet durably stored and acked; ``null`` when not reported."""
     outbox: int | None = None
     """Edge-to-cloud messages queued while offline; ``null`` when not reported."""
     acked: int = 0

@@ -160,6 +160,7 @@ class MetaManager:
         # and a slow cloud backpressures edged instead of piling up tasks.
         self._remote_slots = trio.Semaphore(limits.META_MAX_REMOTE_QUERIES)
         self._nursery: trio.Nursery | None = None
+        self._unacked = 0  # cloud messages of the current batch not yet acked (or refused)
         self.stats: dict[str, int] = {"acked": 0, "stale": 0, "commits": 0, "outboxed": 0, "drained": 0}
         """Counters for metrics and tests."""
 
@@ -172,6 +173,14 @@ class MetaManager:
     def outbox_pending(self) -> bool:
         """Whether edge-to-cloud messages may be waiting in the outbox (new ones then queue behind them)."""
         return self._outbox_pending
+
+    @property
+    def pending_acks(self) -> int:
+        """Messages waiting in the inbox plus cloud messages taken from it whose write and ack are not done.
+
+        The inbox is shared with edged's requests, which are counted too: the channel cannot be looked into.
+        """
+        return self._inbox.statistics().current_buffer_used + self._unacked
 
     @property
     def draining(self) -> bool:
@@ -234,6 +243,7 @@ class MetaManager:
                 item = await self._cloud_item(msg)
                 if item is not None:
                     pending.append(item)
+                    self._unacked += 1
         await self._flush(pending)
 
     def _on_connection(self, msg: Message) -> None:
@@ -292,6 +302,12 @@ class MetaManager:
             return
         items = list(pending)
         pending.clear()
+        try:
+            await self._write_and_ack(items)
+        finally:
+            self._unacked -= len(items)
+
+    async def _write_and_ack(self, items: list[_Pending]) -> None:
         writes = [p.write for p in items if p.write is not None]
         outcomes: list[st.Outcome] = []
         if writes:
