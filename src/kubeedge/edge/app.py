@@ -230,8 +230,12 @@ class MetaModule:
         self.manager = manager
         if not self._provided:
             self._provided = True
+            current = _CurrentManager(self)
             self._board.add_provider(
-                "metamanager", providers.MetaProvider(_CurrentManager(self), self._data_source)
+                "metamanager",
+                providers.MetaProvider(
+                    current, self._data_source, pending_acks=lambda: int(current.pending_acks)
+                ),
             )
         async with trio.open_nursery() as nursery:
             await nursery.start(manager.run)
@@ -549,8 +553,11 @@ def build_modules(cfg: EdgeCoreConfig, store: MetaStore, context: ssl.SSLContext
     if hub_cfg.enable:
         modules.append(HubModule(hub, present))
     if cfg.modules.event_bus.enable:
-        modules.append(EventBus(cfg.modules.event_bus, store=store, node_name=node))
+        bus = EventBus(cfg.modules.event_bus, store=store, node_name=node)
+        board.add_provider("eventbus", providers.MqttProvider(bus))
+        modules.append(bus)
     if cfg.modules.device_twin.enable:
+        board.add_provider("devicetwin", providers.DeviceProvider(cfg.database.data_source))
         modules.append(DeviceTwin(data_source=cfg.database.data_source, node_name=node))
     if cfg.modules.service_bus.enable:
         sb = cfg.modules.service_bus

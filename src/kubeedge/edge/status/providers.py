@@ -2,11 +2,12 @@
 
 Owns the translation from those sources into :mod:`kubeedge.kit.status` values: node identity from
 edgecore.yaml, certificate expiry read from ``edgeHub.tlsCertFile``, MetaManager counters and the size of
-edgecore.db, baseline link/MQTT sections from the config, and Kubernetes pod status JSON (what edged's pod
-manager emits) into :class:`~kubeedge.kit.status.PodStatus`.
+edgecore.db, baseline link/MQTT sections from the config, EventBus's connection state and counters,
+DeviceTwin's devices and twins (read from its tables in edgecore.db), and Kubernetes pod status JSON (what
+edged's pod manager emits) into :class:`~kubeedge.kit.status.PodStatus`.
 
-Invariants: file reads are bounded (:data:`~kubeedge.kit.limits.PKI_MAX_FILE_BYTES`) and run in a worker
-thread; the certificate is re-read only when its file changes. Failures: a missing or unreadable certificate
+Invariants: file and database reads are bounded (:data:`~kubeedge.kit.limits.PKI_MAX_FILE_BYTES`,
+``STATUS_MAX_DEVICES``/``STATUS_MAX_TWINS`` rows) and run in a worker thread; the certificate is re-read only when its file changes. Failures: a missing or unreadable certificate
 or database is reported in its section's ``error`` field, never raised; anything else a provider raises is
 handled by :meth:`StatusBoard.refresh`.
 """
@@ -16,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import platform
 import socket
+import sqlite3
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 import trio
 from cryptography import x509
@@ -161,8 +164,9 @@ def database_bytes(path: str) -> int | None:
 class MetaProvider:
     """Fills ``board.meta`` from a running MetaManager and the size of its database file.
 
-    ``pending_acks`` (optional) returns how many cloud messages wait to be stored and acked; wire it to the
-    length of MetaManager's inbox when that is exposed.
+    ``pending_acks`` (optional) returns how many cloud messages wait to be stored and acked: edgecore wires
+    it to ``MetaManager.pending_acks`` (its inbox backlog, which edged's requests share, plus the cloud
+    messages of the batch being written). ``outbox`` counts the edge-to-cloud messages queued while offline.
     """
 
     def __init__(
@@ -197,6 +201,182 @@ class MetaProvider:
             drained=m.stats.get("drained", 0),
             error=error or ("" if size is not None else f"{self.db_path}: no such file"),
         )
+
+
+# --- EventBus (MQTT) ----------------------------------------------------------------------------------------
+
+
+class MqttLink(Protocol):
+    """What the MQTT provider reads of one EventBus broker link."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def sub(self) -> object | None: ...
+    @property
+    def pub_connected(self) -> bool: ...
+    @property
+    def last_error(self) -> str: ...
+
+
+class MqttSource(Protocol):
+    """What the MQTT provider reads (``kubeedge.edge.eventbus.eventbus.EventBus`` has all of it)."""
+
+    @property
+    def messages_in(self) -> int: ...
+    @property
+    def messages_out(self) -> int: ...
+    @property
+    def links(self) -> Sequence[MqttLink]: ...
+
+
+class MqttProvider:
+    """Keeps ``board.mqtt`` current with a running EventBus: connected (every link's sub and pub connection
+    up), messages in/out, last error; mode and broker stay as the config says. A change of ``connected``
+    appends an ``MqttConnected``/``MqttDisconnected`` event."""
+
+    def __init__(self, bus: MqttSource) -> None:
+        self.bus = bus
+        self._was: bool | None = None
+
+    async def __call__(self, board: StatusBoard) -> None:
+        links = list(self.bus.links)
+        connected = bool(links) and all(x.sub is not None and x.pub_connected for x in links)
+        errors = [f"{x.name} broker: {x.last_error}" for x in links if x.last_error]
+        last_error = "; ".join(errors) or board.mqtt.last_error
+        board.mqtt = dataclasses.replace(
+            board.mqtt,
+            connected=connected,
+            messages_in=self.bus.messages_in,
+            messages_out=self.bus.messages_out,
+            last_error=last_error,
+        )
+        if connected != self._was and (connected or self._was is not None):
+            if connected:
+                board.event(s.Severity.INFO, "eventbus", "MqttConnected", board.mqtt.broker)
+            else:
+                board.event(
+                    s.Severity.WARNING, "eventbus", "MqttDisconnected", last_error or board.mqtt.broker
+                )
+        self._was = connected
+
+
+# --- DeviceTwin ----------------------------------------------------------------------------------------------
+
+_DEVICE_SQL: Final = "SELECT id, name, state, last_online FROM device ORDER BY id LIMIT ?"
+# Window functions keep the answer bounded however many twins a device has (SQLite >= 3.25).
+_TWIN_SQL: Final = """
+SELECT deviceid, name, expected, actual, expected_meta, actual_meta FROM (
+    SELECT t.*, row_number() OVER (PARTITION BY t.deviceid ORDER BY t.name) AS n
+    FROM device_twin AS t
+    WHERE t.deviceid IN (SELECT id FROM device ORDER BY id LIMIT ?)
+) WHERE n <= ? ORDER BY deviceid, name
+"""
+
+
+def _meta_seconds(text: str | None) -> float | None:
+    """The ``{"timestamp": <Unix ms>}`` twin metadata DeviceTwin stores, as Unix seconds (None if absent/0)."""
+    try:
+        ms = json.loads(text).get("timestamp") if text else None
+    except (ValueError, AttributeError):
+        return None
+    return ms / 1000 if isinstance(ms, int | float) and not isinstance(ms, bool) and ms > 0 else None
+
+
+def _device_state(text: str | None) -> s.DeviceState:
+    state = (text or "").lower()
+    if state in ("online", "ok"):  # upstream treats "ok" as online too
+        return s.DeviceState.ONLINE
+    return s.DeviceState.OFFLINE if state == "offline" else s.DeviceState.UNKNOWN
+
+
+def read_devices(
+    path: str,
+    *,
+    max_devices: int = limits.STATUS_MAX_DEVICES,
+    max_twins: int = limits.STATUS_MAX_TWINS,
+) -> list[s.DeviceStatus]:
+    """The devices DeviceTwin keeps in edgecore.db (upstream's ``device`` and ``device_twin`` tables), by id.
+
+    Reads at most ``max_devices + 1`` devices and ``max_twins + 1`` twins per device, so that the status
+    document can say it was cut. ``last_report`` is the newest of the reported (actual) twin values' times
+    and the device's last online time. A database without those tables (DeviceTwin never ran) has no devices.
+    Raises :class:`sqlite3.Error` for any other database problem.
+    """
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=limits.STATUS_REQUEST_TIMEOUT)
+    except sqlite3.OperationalError:
+        if not os.path.exists(path):
+            return []
+        raise
+    try:
+        try:
+            rows = conn.execute(_DEVICE_SQL, (max_devices + 1,)).fetchall()
+            twin_rows = conn.execute(_TWIN_SQL, (max_devices + 1, max_twins + 1)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+    finally:
+        conn.close()
+    twins: dict[str, list[s.TwinStatus]] = {}
+    for device_id, name, expected, actual, expected_meta, actual_meta in twin_rows:
+        twins.setdefault(device_id, []).append(
+            s.TwinStatus(
+                name=str(name),
+                expected=expected,
+                actual=actual,
+                expected_at=_meta_seconds(expected_meta) if expected is not None else None,
+                actual_at=_meta_seconds(actual_meta) if actual is not None else None,
+            )
+        )
+    devices = []
+    for device_id, name, state, last_online in rows:
+        own = tuple(twins.get(device_id, ()))
+        times = [t.actual_at for t in own if t.actual_at is not None]
+        online = parse_time(last_online)
+        if online is not None:
+            times.append(online)
+        namespace, _, short = str(device_id).rpartition("/")
+        devices.append(
+            s.DeviceStatus(
+                id=str(device_id),
+                name=str(name or short),
+                namespace=namespace,
+                state=_device_state(state),
+                last_report=max(times, default=None),
+                twins=own,
+            )
+        )
+    return devices
+
+
+class DeviceProvider:
+    """Keeps ``board.devices`` current with what DeviceTwin has committed to edgecore.db.
+
+    Reads the database on its own read-only connection (WAL readers never wait for DeviceTwin's writer), so
+    the board shows exactly what DeviceTwin has made durable and answers mappers from, also while DeviceTwin
+    restarts. A device whose state changes appends an event (``DeviceOnline``/``DeviceOffline``).
+    Model and protocol are not kept in those tables and stay empty.
+    """
+
+    def __init__(self, db_path: str) -> None:
+        self.db_path = db_path
+
+    async def __call__(self, board: StatusBoard) -> None:
+        devices = await trio.to_thread.run_sync(read_devices, self.db_path)
+        before = {d.id: d.state for d in board.devices}
+        for d in devices:
+            was = before.get(d.id)
+            if was is not None and was != d.state and d.state is not s.DeviceState.UNKNOWN:
+                online = d.state is s.DeviceState.ONLINE
+                board.event(
+                    s.Severity.INFO if online else s.Severity.WARNING,
+                    "twin",
+                    "DeviceOnline" if online else "DeviceOffline",
+                    obj=f"device {d.id}",
+                )
+        board.devices = tuple(devices)
 
 
 # --- pods ----------------------------------------------------------------------------------------------------
