@@ -24,13 +24,14 @@ def run(coro: Coroutine[Any, Any, None], timeout: float = 60.0) -> None:
 
 
 async def wait_until(
-    pilot: Pilot[Any], pred: Callable[[], bool], what: str, timeout: float = DEADLINE
+    pilot: Pilot[Any], pred: Callable[[], bool], what: str | Callable[[], str], timeout: float = DEADLINE
 ) -> None:
-    """Let the app run until ``pred()`` holds; fail naming ``what`` after ``timeout`` seconds."""
+    """Let the app run until ``pred()`` holds; fail naming ``what`` (or what it returns then) after ``timeout``
+    seconds."""
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await pilot.pause(0.02)
 
 
