@@ -13,6 +13,10 @@ Owns the glue between the standalone edge components and the module runtime:
   local database first, so pods come back with no cloud), registers the node, and sends node and pod status
   up as upstream's ``nodepatch``/``podpatch`` messages through MetaManager.
 
+- ``status`` serves the status board (:mod:`kubeedge.edge.status`): edged publishes pods on it; providers read
+  EdgeHub's link, MetaManager's counters (``pending_acks``, outbox), EventBus's connections and message counts,
+  and DeviceTwin's devices (from its tables in ``database.dataSource``) whenever a client asks.
+
 Invariants: cloud messages are acked by MetaManager only after they are on disk; edged reads configmaps
 and secrets through MetaManager, which answers from the database when the cloud is away. Failure: a
 component that crashes is restarted by the runtime with backoff; nothing here swallows errors silently.
