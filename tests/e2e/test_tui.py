@@ -63,6 +63,8 @@ def cluster(tmp_path: Path, mosquitto: Broker) -> Iterator[EdgeCluster]:
         tag = uuid.uuid4().hex[:8]
         bus["mqttSubClientID"] = f"hub-client-sub-{tag}"
         bus["mqttPubClientID"] = f"hub-client-pub-{tag}"
+        # Node status goes up every 2 s, so that the offline part sees it queue in MetaManager's outbox soon.
+        cfg["modules"]["edged"]["tailoredKubeletConfig"]["nodeStatusUpdateFrequency"] = "2s"
         c.edge_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
         c.start_edge()
         c.wait_node_ready(LIVE)
@@ -272,6 +274,14 @@ def test_every_screen_and_key_against_a_real_edgecore(
                 assert "CLOUD OFFLINE" in text_of(header)
                 assert app.snapshot is not None
                 assert app.snapshot.link.state is not s.LinkState.CONNECTED
+                # What edged sends up meanwhile waits in MetaManager's outbox, shown as queued upstream.
+                await pilot_until(
+                    pilot,
+                    lambda: app.snapshot is not None and (app.snapshot.meta.outbox or 0) > 0,
+                    lambda: f"queued upstream messages, saw {app.snapshot and app.snapshot.meta}",
+                    LIVE,
+                )
+                assert f"queued upstream {app.snapshot.meta.outbox}" in text_of(overview)
 
                 await pilot.press("q")
                 await pilot.pause()
