@@ -286,6 +286,8 @@ async def test_pending_acks_counts_cloud_messages_until_they_are_stored_and_acke
                     r.manager, str(db_path), pending_acks=lambda: r.manager.pending_acks
                 )
                 await connect(r)
+                # The outbox check on connect reads the store; it must be done before the other writer blocks it.
+                await until(lambda: not r.manager.outbox_pending)
                 await provider(board)
                 assert board.meta.pending_acks == 0
                 blocker.execute("BEGIN IMMEDIATE")
