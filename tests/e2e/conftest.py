@@ -96,6 +96,8 @@ class EdgeCluster:
     """``tcp://host:port`` of a broker for edgecore's EventBus (mqttMode 2); empty: the internal broker."""
     router: bool = False
     """Run cloudcore's Router (REST on :attr:`router_port`) and edgecore's ServiceBus."""
+    router_rest_timeout: int = 60
+    """``modules.router.restTimeout`` (upstream 60 s)."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     uids: set[str] = field(default_factory=set)
 
@@ -202,7 +204,12 @@ class EdgeCluster:
                     "https": {"address": "127.0.0.1", "port": self.https_port},
                     "unixsocket": {"enable": False},
                 },
-                "router": {"enable": self.router, "address": "127.0.0.1", "port": self.router_port},
+                "router": {
+                    "enable": self.router,
+                    "address": "127.0.0.1",
+                    "port": self.router_port,
+                    "restTimeout": self.router_rest_timeout,
+                },
             },
         }
         (w / "cloudcore.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -337,7 +344,9 @@ class EdgeCluster:
             print("e2e teardown:", *errors, sep="\n  ", file=sys.stderr)
 
 
-def start_edge_cluster(work: Path, *, mqtt_external: str = "", router: bool = False) -> EdgeCluster:
+def start_edge_cluster(
+    work: Path, *, mqtt_external: str = "", router: bool = False, router_rest_timeout: int = 60
+) -> EdgeCluster:
     """Start cloudcore, join a uniquely named node and start edgecore; returns once the node is Ready.
 
     ``mqtt_external`` points edgecore's EventBus at that broker; ``router`` runs cloudcore's Router and
@@ -354,7 +363,11 @@ def start_edge_cluster(work: Path, *, mqtt_external: str = "", router: bool = Fa
         client.close()
     (work / "edge").mkdir(parents=True)
     cluster = EdgeCluster(
-        work, node=f"e2e-{uuid.uuid4().hex[:8]}", mqtt_external=mqtt_external, router=router
+        work,
+        node=f"e2e-{uuid.uuid4().hex[:8]}",
+        mqtt_external=mqtt_external,
+        router=router,
+        router_rest_timeout=router_rest_timeout,
     )
     cluster.write_cloud_config()
     try:

@@ -1,0 +1,278 @@
+"""The ``router`` module (group ``router``): REST requests on the cloud to HTTP apps on edge nodes.
+
+Upstream's Router with its rest source and servicebus target (wire notes section 8):
+
+- two :class:`~kubeedge.cloud.kubeapi.Reflector` watches keep a :class:`~.rules.RuleTable` of
+  ``rules.kubeedge.io/v1`` Rules and RuleEndpoints;
+- a REST listener on ``modules.router.address:port`` (upstream 0.0.0.0:9443, plain HTTP) takes
+  ``<METHOD> /<node>/<namespace>/<path>``; the matching rule's request goes to ``cloudhub`` as source
+  ``router_servicebus``, group ``user``, op = the HTTP method, resource ``node/<node>/<service_port>:<path>``,
+  content ``{"method","url","header","body"}`` (body base64);
+- the edge's answer (its ``parent_msg_id`` is the request's id, content ``{"header","status_code","body"}``)
+  comes back through ``cloudhub`` and becomes the HTTP response.
+
+Errors as upstream: no matching rule 404 ``No rule match``; node without a session 500; no answer within
+``restTimeout`` (upstream 60 s) 408 ``wait to get response time out``; an answer that is not a response
+500 ``invalid response``. Bounds: request head and body (:data:`~kubeedge.kit.limits.ROUTER_MAX_BODY`,
+12 MiB as upstream, answered 413; upstream answers 400), time to send a request, concurrent
+connections; each connection carries one request. A late answer (after its timeout) is dropped. A bad
+client or a bad Rule only fails itself; watch failures are retried by the reflectors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from kubeedge.cloud import kubeapi
+from kubeedge.cloud.router import rules as rulesmod
+from kubeedge.kit import beehive, http1, limits, log
+from kubeedge.proto import resource as res
+from kubeedge.proto.message import Message
+from kubeedge.proto.vocab import CloudModule, Group, Operation
+
+_log = log.get(__name__)
+
+RULES: Final = kubeapi.Kind("rules.kubeedge.io", "v1", "rules", "Rule", True)
+RULEENDPOINTS: Final = kubeapi.Kind("rules.kubeedge.io", "v1", "ruleendpoints", "RuleEndpoint", True)
+SOURCE_SERVICEBUS: Final = "router_servicebus"
+"""``route.source`` of Router messages for an edge's ServiceBus (upstream ``modules.RouterSourceServiceBus``)."""
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_DISCARD_MAX: Final = 16 * 1024 * 1024
+_DISCARD_TIMEOUT_S: Final = 2.0
+
+
+@dataclass
+class _Pending:
+    done: trio.Event = field(default_factory=trio.Event)
+    reply: Message | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP response to write."""
+
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def answer_from_reply(reply: Message) -> Answer:
+    """The HTTP response an edge ServiceBus reply stands for (500 ``invalid response`` if it is not one)."""
+    content = reply.content
+    if isinstance(content, str | bytes):
+        try:
+            content = json.loads(content)
+        except ValueError:
+            content = None
+    invalid = Answer(500, b"invalid response")
+    if not isinstance(content, Mapping):
+        return invalid
+    status = content.get("status_code")
+    raw = content.get("body") or ""
+    header = content.get("header") or {}
+    if not isinstance(status, int) or not 100 <= status <= 599 or not isinstance(raw, str):
+        return invalid
+    if not isinstance(header, Mapping):
+        return invalid
+    try:
+        body = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return invalid
+    headers: list[tuple[str, str]] = []
+    content_type = "text/plain; charset=utf-8"
+    for name, values in header.items():
+        for value in values if isinstance(values, list) else [values]:
+            if str(name).lower() == "content-type":
+                content_type = str(value)
+            else:
+                headers.append((str(name), str(value)))
+    return Answer(status, body, content_type, headers)
+
+
+class Router:
+    """Beehive module ``router``: watches rules through ``api`` and serves REST on ``address:port``."""
+
+    name = CloudModule.ROUTER.value
+    group = CloudModule.ROUTER.value
+
+    def __init__(
+        self,
+        api: kubeapi.KubeAPI,
+        *,
+        address: str = "0.0.0.0",
+        port: int = 9443,
+        rest_timeout: float = 60.0,
+        max_body: int = limits.ROUTER_MAX_BODY,
+        cloudhub_module: str = CloudModule.CLOUDHUB.value,
+    ) -> None:
+        self.api = api
+        self.address = address
+        self.port = port
+        self.rest_timeout = rest_timeout
+        self.max_body = max_body
+        self.cloudhub_module = cloudhub_module
+        self.table = rulesmod.RuleTable()
+        self.nodes: set[str] = set()
+        """Nodes with a CloudHub session (from cloudhub's connected/disconnected events)."""
+        self.bound_port: int | None = None
+        """The port actually listened on (useful with ``port=0``)."""
+        self._pending: dict[str, _Pending] = {}
+        self._limiter = trio.CapacityLimiter(limits.ROUTER_MAX_CONNECTIONS)
+        self._bus: beehive.Bus | None = None
+
+    async def run(
+        self, ctx: beehive.Context, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen, watch Rules and RuleEndpoints, and route replies from the inbox to waiting requests."""
+        self._bus = ctx
+        listeners = await trio.open_tcp_listeners(self.port, host=self.address)
+        self.bound_port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            # The listener starts at once: until the first lists arrive every path is simply unknown (404).
+            nursery.start_soon(kubeapi.Reflector(self.api, RULEENDPOINTS).run, self._on_endpoint)
+            nursery.start_soon(kubeapi.Reflector(self.api, RULES).run, self._on_rule)
+            nursery.start_soon(trio.serve_listeners, self._serve, listeners)
+            _log.info("router listening", address=f"{self.address}:{self.bound_port}")
+            task_status.started()
+            async for msg in ctx:
+                self._on_message(msg)
+
+    # --- rules ------------------------------------------------------------------------------------
+    async def _on_endpoint(
+        self, type_: kubeapi.EventType, obj: dict[str, Any], _old: dict[str, Any] | None
+    ) -> None:
+        meta = obj.get("metadata") or {}
+        if type_ is kubeapi.EventType.DELETED:
+            self.table.remove_endpoint(meta.get("namespace", ""), meta.get("name", ""))
+            return
+        try:
+            self.table.put_endpoint(rulesmod.Endpoint.from_object(obj))
+        except rulesmod.RuleError as exc:
+            _log.warning("ruleendpoint not used", error=str(exc))
+            self.table.remove_endpoint(meta.get("namespace", ""), meta.get("name", ""))
+
+    async def _on_rule(
+        self, type_: kubeapi.EventType, obj: dict[str, Any], _old: dict[str, Any] | None
+    ) -> None:
+        meta = obj.get("metadata") or {}
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        if type_ is kubeapi.EventType.DELETED:
+            self.table.remove_rule(ns, name)
+            _log.info("rule removed", rule=f"{ns}/{name}")
+            return
+        try:
+            self.table.put_rule(rulesmod.Rule.from_object(obj))
+        except rulesmod.RuleError as exc:
+            _log.warning("rule not used", error=str(exc))
+            self.table.remove_rule(ns, name)
+            return
+        problem = self.table.problem(ns, name)
+        if problem:
+            _log.warning("rule inactive", rule=f"{ns}/{name}", reason=problem)
+        else:
+            _log.info("rule added", rule=f"{ns}/{name}")
+
+    # --- inbox ------------------------------------------------------------------------------------
+    def _on_message(self, msg: Message) -> None:
+        op = msg.route.operation
+        if op in (Operation.CONNECTED, Operation.DISCONNECTED):
+            node, _ = res.strip_node_prefix(msg.route.resource + "/")
+            if node:
+                (self.nodes.add if op == Operation.CONNECTED else self.nodes.discard)(node)
+            return
+        pending = self._pending.get(msg.parent_msg_id) if msg.parent_msg_id else None
+        if pending is None:
+            _log.debug("reply without a waiting request", parent=msg.parent_msg_id, source=msg.route.source)
+            return
+        pending.reply = msg
+        pending.done.set()
+
+    # --- REST -------------------------------------------------------------------------------------
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        async with stream, self._limiter:
+            conn = http1.server_connection(limits.ROUTER_MAX_HEADER_BYTES)
+            try:
+                with trio.fail_after(limits.ROUTER_HEAD_TIMEOUT_S):
+                    try:
+                        request = await http1.read_request(conn, stream, self.max_body)
+                    except http1.HttpError as exc:
+                        await http1.write_response(
+                            conn, stream, exc.status, exc.message.encode(), "text/plain"
+                        )
+                        if exc.status == 413:
+                            await self._discard(stream)
+                        return
+                answer = await self.handle(
+                    request.status_or_method, request.target, request.headers, request.body
+                )
+                with trio.fail_after(limits.ROUTER_HEAD_TIMEOUT_S):
+                    await http1.write_response(
+                        conn, stream, answer.status, answer.body, answer.content_type, answer.headers
+                    )
+            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                _log.debug("router client dropped", error=repr(exc))
+
+    @staticmethod
+    async def _discard(stream: trio.SocketStream) -> None:
+        """Read and drop a refused body for a moment, so a client still sending it reads our answer."""
+        left = _DISCARD_MAX
+        with trio.move_on_after(_DISCARD_TIMEOUT_S):
+            while left > 0:
+                data = await stream.receive_some(64 * 1024)
+                if not data:
+                    return
+                left -= len(data)
+
+    async def handle(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Answer:
+        """Route one REST request to its edge app and wait for the answer (at most ``rest_timeout``)."""
+        match = self.table.match(target)
+        if match is None:
+            _log.info("no rule match", target=target[:200])
+            return Answer(404, b"No rule match")
+        method = method.upper()
+        if method not in _METHODS:
+            return Answer(405, f"method {method[:16]} is not supported".encode())
+        if match.node not in self.nodes:
+            return Answer(500, f"cloudcore doesn't have session for node:{match.node}".encode())
+        assert self._bus is not None, "handle() runs only inside run()"
+        grouped: dict[str, list[str]] = {}
+        for name, value in headers:
+            grouped.setdefault(name, []).append(value)
+        try:
+            resource = res.add_node_prefix(match.resource, match.node)
+        except ValueError as exc:
+            return Answer(400, f"bad request path: {exc}".encode())
+        msg = Message.new(
+            source=SOURCE_SERVICEBUS,
+            group=Group.USER,
+            operation=method,
+            resource=resource,
+            content={
+                "method": method,
+                "url": match.path,
+                "header": grouped,
+                "body": base64.b64encode(body).decode("ascii"),
+            },
+            now_ms=self._bus.now_ms(),
+        )
+        pending = self._pending[msg.msg_id] = _Pending()
+        try:
+            await self._bus.send(self.cloudhub_module, msg)
+            with trio.move_on_after(self.rest_timeout):
+                await pending.done.wait()
+        except beehive.BeehiveError as exc:
+            return Answer(500, f"cannot reach cloudhub: {exc}".encode())
+        finally:
+            del self._pending[msg.msg_id]
+        if pending.reply is None:
+            _log.warning("operation timeout", rule=match.rule, node=match.node, msg_id=msg.msg_id)
+            return Answer(408, b"wait to get response time out")
+        return answer_from_reply(pending.reply)

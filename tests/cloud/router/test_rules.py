@@ -1,0 +1,136 @@
+"""The Router's rule table (sans-io): parsing with named errors, activation, and REST path matching."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from kubeedge.cloud.router import rules
+from kubeedge.cloud.router.module import answer_from_reply
+from kubeedge.proto.message import Message
+
+
+def endpoint(name: str, type_: str, ns: str = "default", **props: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"ruleEndpointType": type_, "properties": props},
+    }
+
+
+def rule(name: str, path: str, target_path: str = "/api", ns: str = "default") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "source": "rest",
+            "sourceResource": {"path": path},
+            "target": "sb",
+            "targetResource": {"path": target_path},
+        },
+    }
+
+
+def table(*rule_objs: dict[str, Any]) -> rules.RuleTable:
+    t = rules.RuleTable()
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("rest", "rest")))
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("sb", "servicebus", service_port="8080")))
+    for obj in rule_objs:
+        t.put_rule(rules.Rule.from_object(obj))
+    return t
+
+
+def test_match_longest_rule_with_params_and_query() -> None:
+    t = table(rule("short", "/a"), rule("long", "/a/{id}/b", "/deep/"), rule("other", "a", ns="prod"))
+    m = t.match("/node-1/default/a/x/y?q=1")
+    assert m == rules.Match("default/short", "node-1", "8080:/api/x/y?q=1", "/api/x/y?q=1")
+    m = t.match("/node-1/default/a/42/b/tail")
+    assert m is not None
+    assert (m.rule, m.resource) == ("default/long", "8080:/deep/tail")
+    exact = t.match("/node-1/default/a")
+    assert exact is not None
+    assert exact.path == "/api"
+    assert t.match("/node-1/default/ab") is None
+    assert t.match("/node-1/kube-system/a") is None
+    assert t.match("/Bad_Node/default/a") is None
+    assert t.match("/node-1") is None
+    assert t.match("node-1/default/a") is None
+
+
+def test_rules_activate_with_their_endpoints_and_say_why_not() -> None:
+    t = rules.RuleTable()
+    t.put_rule(rules.Rule.from_object(rule("r", "/a")))
+    assert t.match("/n/default/a") is None
+    assert t.problem("default", "r") == "RuleEndpoint default/rest does not exist"
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("rest", "rest")))
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("sb", "servicebus", service_port="99999")))
+    problem = t.problem("default", "r")
+    assert problem is not None
+    assert "service_port '99999'" in problem
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("sb", "servicebus", service_port="80")))
+    assert t.problem("default", "r") is None
+    assert t.match("/n/default/a") is not None
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("sb", "eventbus")))
+    assert "only rest -> servicebus" in (t.problem("default", "r") or "")
+    t.remove_rule("default", "r")
+    assert t.problem("default", "r") is None
+    assert t.routes == {}
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"spec": {}}, "no metadata"),
+        ({"metadata": {"name": "x"}, "spec": {}}, "metadata.namespace and metadata.name"),
+        ({"metadata": {"name": "x", "namespace": "d"}}, "RuleEndpoint d/x: spec is required"),
+        (endpoint("x", "mqtt"), "spec.ruleEndpointType 'mqtt' is not one of rest, eventbus, servicebus"),
+        (
+            {**endpoint("x", "rest"), "spec": {"ruleEndpointType": "rest", "properties": {"p": 1}}},
+            "properties.p",
+        ),
+    ],
+)
+def test_bad_endpoints_are_named(obj: dict[str, Any], message: str) -> None:
+    with pytest.raises(rules.RuleError, match=re.escape(message)):
+        rules.Endpoint.from_object(obj)
+
+
+def test_bad_rules_are_named_and_the_table_is_bounded() -> None:
+    bad = rule("r", "/a")
+    bad["spec"]["target"] = ""
+    with pytest.raises(
+        rules.RuleError, match=re.escape("Rule default/r: spec.target must name a RuleEndpoint")
+    ):
+        rules.Rule.from_object(bad)
+    t = rules.RuleTable(max_objects=1)
+    t.put_rule(rules.Rule.from_object(rule("r1", "/a")))
+    t.put_rule(rules.Rule.from_object(rule("r1", "/b")))  # a replacement takes no new slot
+    with pytest.raises(rules.RuleError, match="more than 1 rules"):
+        t.put_rule(rules.Rule.from_object(rule("r2", "/a")))
+
+
+def test_answer_from_edge_reply() -> None:
+    def reply(content: Any) -> Message:
+        return Message.new(
+            source="servicebus", group="user", operation="upload", resource="", content=content, now_ms=1
+        )
+
+    ok = answer_from_reply(
+        reply({"status_code": 201, "body": "aGk=", "header": {"Content-Type": ["text/x"], "X-A": ["1", "2"]}})
+    )
+    assert (ok.status, ok.body, ok.content_type, ok.headers) == (
+        201,
+        b"hi",
+        "text/x",
+        [("X-A", "1"), ("X-A", "2")],
+    )
+    for broken in (
+        {"status_code": "200"},
+        {"status_code": 200, "body": "not base64!"},
+        "text",
+        {"status_code": 99},
+    ):
+        assert (answer_from_reply(reply(broken)).status, answer_from_reply(reply(broken)).body) == (
+            500,
+            b"invalid response",
+        )
