@@ -4,7 +4,8 @@ ServiceBus -> an HTTP app on loopback, and the answer back.
 cloudcore runs its Router (``modules.router``, restTimeout 3 s here) and edgecore its ServiceBus. The Rule
 and RuleEndpoints are created with the real ``kubectl``. The app is a real HTTP server in this process
 (the edge node is this host). Cases: a POST with a body, query and headers round trips; an unknown path is
-404; a body over 12 MiB is 413; an app slower than restTimeout gives 408 (its late answer is dropped).
+404; a body over 12 MiB is 413; an app slower than restTimeout gives 408 (its late answer is dropped); a
+rest -> eventbus rule publishes the body on edgecore's (internal) MQTT broker.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from kubeedge.kit import limits
+from tests.devicekit import Mapper
 from tests.e2e.conftest import EdgeCluster, start_edge_cluster, wait_until
 from tests.e2e.test_mapper import kubectl
 
@@ -115,8 +117,25 @@ def rules(app_port: int) -> str:
             "targetResource": {"path": "/api"},
         },
     }
+    to_bus = {
+        "apiVersion": "rules.kubeedge.io/v1",
+        "kind": "Rule",
+        "metadata": {"name": "rest-to-bus", "namespace": "default"},
+        "spec": {
+            "source": "my-rest",
+            "sourceResource": {"path": "/events"},
+            "target": "my-eventbus",
+            "targetResource": {"topic": "router/out"},
+        },
+    }
     return yaml.safe_dump_all(
-        [ep("my-rest", "rest", {}), ep("my-servicebus", "servicebus", {"service_port": str(app_port)}), rule]
+        [
+            ep("my-rest", "rest", {}),
+            ep("my-servicebus", "servicebus", {"service_port": str(app_port)}),
+            ep("my-eventbus", "eventbus", {}),
+            rule,
+            to_bus,
+        ]
     )
 
 
@@ -183,5 +202,14 @@ def test_rest_to_edge_app_through_router_cloudhub_edgehub_servicebus(cluster: Ed
     assert (status, body) == (408, b"wait to get response time out")
     app.release.set()
     assert request(c, "GET", base + "/echo")[0] == 201
+
+    # rest -> eventbus: the body is published on the node's broker (edgecore's internal one here).
+    mapper = Mapper("127.0.0.1", c.mqtt_port, client_id=f"router-{c.node}", subscribe="router/#")
+    try:
+        status, _, body = request(c, "POST", f"/{c.node}/default/events/room-1", b"lights on")
+        assert (status, body) == (200, b"message delivered")
+        assert mapper.wait_for("router/out/room-1", timeout=15) == b"lights on"
+    finally:
+        mapper.close()
     c.alive("cloudcore")
     c.alive("edgecore")

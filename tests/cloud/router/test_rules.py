@@ -43,7 +43,8 @@ def table(*rule_objs: dict[str, Any]) -> rules.RuleTable:
 def test_match_longest_rule_with_params_and_query() -> None:
     t = table(rule("short", "/a"), rule("long", "/a/{id}/b", "/deep/"), rule("other", "a", ns="prod"))
     m = t.match("/node-1/default/a/x/y?q=1")
-    assert m == rules.Match("default/short", "node-1", "8080:/api/x/y?q=1", "/api/x/y?q=1")
+    sb = rules.EndpointType.SERVICEBUS
+    assert m == rules.Match("default/short", "node-1", sb, "8080:/api/x/y?q=1", "/api/x/y?q=1")
     m = t.match("/node-1/default/a/42/b/tail")
     assert m is not None
     assert (m.rule, m.resource) == ("default/long", "8080:/deep/tail")
@@ -55,6 +56,24 @@ def test_match_longest_rule_with_params_and_query() -> None:
     assert t.match("/Bad_Node/default/a") is None
     assert t.match("/node-1") is None
     assert t.match("node-1/default/a") is None
+
+
+def test_eventbus_target_publishes_on_topic_and_param() -> None:
+    t = table()
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("bus", "eventbus")))
+    obj = rule("ev", "/events")
+    obj["spec"]["target"] = "bus"
+    obj["spec"]["targetResource"] = {"topic": "router/out"}
+    t.put_rule(rules.Rule.from_object(obj))
+    assert t.match("/n1/default/events/a/b?ignored=1") == rules.Match(
+        "default/ev", "n1", rules.EndpointType.EVENTBUS, "router/out/a/b", "router/out/a/b"
+    )
+    assert t.match("/n1/default/events") == rules.Match(
+        "default/ev", "n1", rules.EndpointType.EVENTBUS, "router/out", "router/out"
+    )
+    obj["spec"]["targetResource"] = {"topic": "a/#"}
+    t.put_rule(rules.Rule.from_object(obj))
+    assert "without wildcards" in (t.problem("default", "ev") or "")
 
 
 def test_rules_activate_with_their_endpoints_and_say_why_not() -> None:
@@ -70,8 +89,10 @@ def test_rules_activate_with_their_endpoints_and_say_why_not() -> None:
     t.put_endpoint(rules.Endpoint.from_object(endpoint("sb", "servicebus", service_port="80")))
     assert t.problem("default", "r") is None
     assert t.match("/n/default/a") is not None
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("sb", "rest")))
+    assert "only rest -> servicebus and rest -> eventbus" in (t.problem("default", "r") or "")
     t.put_endpoint(rules.Endpoint.from_object(endpoint("sb", "eventbus")))
-    assert "only rest -> servicebus" in (t.problem("default", "r") or "")
+    assert "targetResource.topic must be an MQTT topic" in (t.problem("default", "r") or "")
     t.remove_rule("default", "r")
     assert t.problem("default", "r") is None
     assert t.routes == {}

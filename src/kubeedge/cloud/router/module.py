@@ -9,7 +9,10 @@ Upstream's Router with its rest source and servicebus target (wire notes section
   ``router_servicebus``, group ``user``, op = the HTTP method, resource ``node/<node>/<service_port>:<path>``,
   content ``{"method","url","header","body"}`` (body base64);
 - the edge's answer (its ``parent_msg_id`` is the request's id, content ``{"header","status_code","body"}``)
-  comes back through ``cloudhub`` and becomes the HTTP response.
+  comes back through ``cloudhub`` and becomes the HTTP response;
+- with an ``eventbus`` target the (UTF-8) body goes to the node as source ``router_eventbus``, group ``user``,
+  op ``publish``, resource ``node/<node>/<topic>``, and the caller gets 200 ``message delivered`` at once
+  (as upstream: there is no answer to wait for; a node that is offline loses it, after the 500 check).
 
 Errors as upstream: no matching rule 404 ``No rule match``; node without a session 500; no answer within
 ``restTimeout`` (upstream 60 s) 408 ``wait to get response time out``; an answer that is not a response
@@ -43,6 +46,8 @@ RULES: Final = kubeapi.Kind("rules.kubeedge.io", "v1", "rules", "Rule", True)
 RULEENDPOINTS: Final = kubeapi.Kind("rules.kubeedge.io", "v1", "ruleendpoints", "RuleEndpoint", True)
 SOURCE_SERVICEBUS: Final = "router_servicebus"
 """``route.source`` of Router messages for an edge's ServiceBus (upstream ``modules.RouterSourceServiceBus``)."""
+SOURCE_EVENTBUS: Final = "router_eventbus"
+"""``route.source`` of Router publishes for an edge's EventBus."""
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _DISCARD_MAX: Final = 16 * 1024 * 1024
 _DISCARD_TIMEOUT_S: Final = 2.0
@@ -243,6 +248,8 @@ class Router:
         if match.node not in self.nodes:
             return Answer(500, f"cloudcore doesn't have session for node:{match.node}".encode())
         assert self._bus is not None, "handle() runs only inside run()"
+        if match.target_type is rulesmod.EndpointType.EVENTBUS:
+            return await self._publish(match, body)
         grouped: dict[str, list[str]] = {}
         for name, value in headers:
             grouped.setdefault(name, []).append(value)
@@ -276,3 +283,27 @@ class Router:
             _log.warning("operation timeout", rule=match.rule, node=match.node, msg_id=msg.msg_id)
             return Answer(408, b"wait to get response time out")
         return answer_from_reply(pending.reply)
+
+    async def _publish(self, match: rulesmod.Match, body: bytes) -> Answer:
+        """rest -> eventbus: hand the body to the node's EventBus as a publish; nothing is awaited back."""
+        assert self._bus is not None
+        try:
+            text = body.decode("utf-8")
+            resource = res.add_node_prefix(match.resource, match.node)
+        except UnicodeDecodeError:
+            return Answer(400, b"the body of a message for the eventbus must be UTF-8 text")
+        except ValueError as exc:
+            return Answer(400, f"bad request path: {exc}".encode())
+        msg = Message.new(
+            source=SOURCE_EVENTBUS,
+            group=Group.USER,
+            operation=Operation.PUBLISH,
+            resource=resource,
+            content=text,
+            now_ms=self._bus.now_ms(),
+        )
+        try:
+            await self._bus.send(self.cloudhub_module, msg)
+        except beehive.BeehiveError as exc:
+            return Answer(500, f"cannot reach cloudhub: {exc}".encode())
+        return Answer(200, b"message delivered")

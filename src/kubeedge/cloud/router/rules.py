@@ -4,9 +4,10 @@ Sans-io. Owns the parsing of the two kinds (with errors naming the object and th
 what exists, and the answer to "which rule takes this REST request, and where does it go?".
 
 Routes (upstream's providers): a Rule whose ``source`` is a ``rest`` RuleEndpoint
-(``sourceResource.path``) and whose ``target`` is a ``servicebus`` RuleEndpoint (``properties.service_port``,
-``targetResource.path``) takes requests for ``/<node>/<namespace>/<path>[/<rest>]`` on the Router's port and
-sends them to ``<service_port>:<target path>[/<rest>]`` on that node. Path segments written ``{name}``
+(``sourceResource.path``) takes requests for ``/<node>/<namespace>/<path>[/<rest>]`` on the Router's port.
+With a ``servicebus`` target (``properties.service_port``, ``targetResource.path``) they go to
+``<service_port>:<target path>[/<rest>]`` on that node; with an ``eventbus`` target
+(``targetResource.topic``) the body is published on ``<topic>[/<rest>]`` there. Path segments written ``{name}``
 match any one segment; the most specific (longest) matching rule wins, as upstream prefers the rule that
 the others contain.
 
@@ -138,14 +139,17 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class RestRoute:
-    """An active rest -> servicebus rule, compiled for matching."""
+    """An active rest -> servicebus or rest -> eventbus rule, compiled for matching."""
 
     rule: str
     """``<namespace>/<name>`` of the Rule."""
     namespace: str
     path: tuple[str, ...]
+    target_type: EndpointType
     service_port: int
-    target_path: str
+    """Of a servicebus target (0 for eventbus)."""
+    target: str
+    """The servicebus target path, or the eventbus topic."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,21 +158,29 @@ class Match:
 
     rule: str
     node: str
+    target_type: EndpointType
     resource: str
-    """``<service_port>:<path>`` as the edge's ServiceBus reads it."""
+    """``<service_port>:<path>`` as the edge's ServiceBus reads it, or the topic to publish on."""
     path: str
-    """The path (and query) the edge app is called with."""
+    """The path (and query) the edge app is called with, or the topic."""
 
 
 def _compile(rule: Rule, source: Endpoint, target: Endpoint) -> RestRoute:
     where = f"Rule {rule.namespace}/{rule.name}"
-    if source.type is not EndpointType.REST or target.type is not EndpointType.SERVICEBUS:
+    if source.type is not EndpointType.REST or target.type is EndpointType.REST:
         raise RuleError(
-            f"{where}: only rest -> servicebus rules are served here (got {source.type} -> {target.type})"
+            f"{where}: only rest -> servicebus and rest -> eventbus rules are served here"
+            f" (got {source.type} -> {target.type})"
         )
     path = _segments(rule.source_resource.get("path", ""))
     if not path:
         raise RuleError(f"{where}: spec.sourceResource.path is required for a rest source")
+    key = _key(rule.namespace, rule.name)
+    if target.type is EndpointType.EVENTBUS:
+        topic = rule.target_resource.get("topic", "")
+        if not topic or "+" in topic or "#" in topic:
+            raise RuleError(f"{where}: spec.targetResource.topic must be an MQTT topic without wildcards")
+        return RestRoute(key, rule.namespace, path, target.type, 0, topic)
     target_path = rule.target_resource.get("path", "")
     if not target_path:
         raise RuleError(f"{where}: spec.targetResource.path is required for a servicebus target")
@@ -178,7 +190,7 @@ def _compile(rule: Rule, source: Endpoint, target: Endpoint) -> RestRoute:
             f"RuleEndpoint {target.namespace}/{target.name}: properties.service_port {port_text[:16]!r}"
             " must be a port number"
         )
-    return RestRoute(_key(rule.namespace, rule.name), rule.namespace, path, int(port_text), target_path)
+    return RestRoute(key, rule.namespace, path, target.type, int(port_text), target_path)
 
 
 def _segment_matches(pattern: str, segment: str) -> bool:
@@ -266,9 +278,12 @@ class RuleTable:
         if best is None:
             return None
         param = "/".join(rest[len(best.path) :])
-        path = best.target_path if not param else best.target_path.rstrip("/") + "/" + param
+        if best.target_type is EndpointType.EVENTBUS:
+            topic = best.target if not param else best.target.rstrip("/") + "/" + param
+            return Match(best.rule, node, best.target_type, topic, topic)
+        path = best.target if not param else best.target.rstrip("/") + "/" + param
         if not path.startswith("/"):
             path = "/" + path
         if sep:
             path += "?" + query
-        return Match(best.rule, node, f"{best.service_port}:{path}", path)
+        return Match(best.rule, node, best.target_type, f"{best.service_port}:{path}", path)
