@@ -1,10 +1,11 @@
-"""Devices on real processes: kubectl -> cloudcore -> edgecore -> mosquitto -> mapper, and back.
+"""Devices on real processes: kubectl -> cloudcore -> edgecore -> MQTT broker -> mapper, and back.
 
 cloudcore and edgecore run as subprocesses (see ``conftest.py``); edgecore's EventBus is on the session's
-mosquitto (mqttMode 2). The mapper is a real paho-mqtt client; ``mosquitto_pub``/``mosquitto_sub`` act as a
-second one, so both client kinds are covered. The Device and DeviceModel are created and changed with the
-real ``kubectl``; edgecore's SQLite file is read directly. The last step stops cloudcore and checks that
-``twin/get`` is answered from the edge's database.
+mosquitto (mqttMode 2), then, for the same test, on edgecore's internal broker (mqttMode 0). The mapper
+is a real paho-mqtt client; ``mosquitto_pub``/``mosquitto_sub`` act as a second one, so both client
+kinds are covered. The Device and DeviceModel are created and changed with the real ``kubectl``;
+edgecore's SQLite file is read directly. The last step stops cloudcore and checks that ``twin/get`` is
+answered from the edge's database.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -30,12 +31,24 @@ NAME = "therm-live"
 ID = f"default/{NAME}"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, mosquitto: Broker) -> Iterator[EdgeCluster]:
-    """cloudcore + edgecore whose EventBus talks to the session's mosquitto."""
-    c = start_edge_cluster(tmp_path_factory.mktemp("e2e-mapper"), mqtt_external=mosquitto.url)
+@dataclass(frozen=True)
+class Setup:
+    cluster: EdgeCluster
+    broker: Broker
+    """The broker edgecore's EventBus uses, which the mappers talk to."""
+
+
+@pytest.fixture(scope="module", params=["mosquitto", "internal-broker"])
+def setup(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, mosquitto: Broker
+) -> Iterator[Setup]:
+    """cloudcore + edgecore whose EventBus uses the session's mosquitto (mqttMode 2) or its own broker (mode 0)."""
+    external = request.param == "mosquitto"
+    c = start_edge_cluster(
+        tmp_path_factory.mktemp("e2e-mapper"), mqtt_external=mosquitto.url if external else ""
+    )
     try:
-        yield c
+        yield Setup(c, mosquitto if external else Broker("127.0.0.1", c.mqtt_port))
     finally:
         c.teardown()
 
@@ -139,12 +152,10 @@ def mosquitto_pub(broker: Broker, topic: str, payload: str) -> None:
     )
 
 
-def test_device_through_kubectl_cloudcore_edgecore_and_mappers(
-    cluster: EdgeCluster, mosquitto: Broker, tmp_path: Path
-) -> None:
-    c = cluster
+def test_device_through_kubectl_cloudcore_edgecore_and_mappers(setup: Setup) -> None:
+    c, broker = setup.cluster, setup.broker
     logs = (c.edge_log, c.cloud_log)
-    mapper = Mapper(mosquitto.host, mosquitto.port, client_id=f"mapper-{c.node}")
+    mapper = Mapper(broker.host, broker.port, client_id=f"mapper-{c.node}")
     try:
         kubectl(c, "apply", "-f", "-", stdin=manifests(c.node, "20"))
 
@@ -175,9 +186,7 @@ def test_device_through_kubectl_cloudcore_edgecore_and_mappers(
         )
 
         # A state update from a command-line client -> status.state in the API.
-        mosquitto_pub(
-            mosquitto, f"{DEV}/{ID}/state/update", json.dumps({"event_id": "s1", "state": "online"})
-        )
+        mosquitto_pub(broker, f"{DEV}/{ID}/state/update", json.dumps({"event_id": "s1", "state": "online"}))
         status = wait_until(
             "state online in the Device status",
             lambda: (s := device_status(c)).get("state") == "online" and s,
@@ -187,7 +196,7 @@ def test_device_through_kubectl_cloudcore_edgecore_and_mappers(
         assert status["lastOnlineTime"].endswith("Z")
 
         # A desired value changed with kubectl patch -> a delta, seen by mosquitto_sub.
-        sub = mosquitto_sub(mosquitto, f"{DEV}/{ID}/twin/update/delta", 1)
+        sub = mosquitto_sub(broker, f"{DEV}/{ID}/twin/update/delta", 1)
         try:
             assert sub.stdout is not None
             # -d prints the SUBACK; reading up to it (bounded by -W) means the subscription is in place.
