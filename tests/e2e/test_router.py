@@ -181,6 +181,10 @@ def test_rest_to_edge_app_through_router_cloudhub_edgehub_servicebus(cluster: Ed
     seen = json.loads(body)
     assert seen == {"method": "POST", "path": "/api/echo?x=1", "body": '{"hello": "edge"}', "x-caller": "e2e"}
 
+    # A node without a CloudHub session: 500 naming it, as upstream.
+    status, _, body = request(c, "GET", "/no-such-node/default/app/echo")
+    assert (status, body) == (500, b"cloudcore doesn't have session for node:no-such-node")
+
     # Paths no rule covers: another namespace, or a prefix of the rule's path.
     assert request(c, "GET", f"/{c.node}/other/app/echo")[0] == 404
     assert request(c, "GET", f"/{c.node}/default/ap")[0] == 404
