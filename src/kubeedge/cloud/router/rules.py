@@ -47,14 +47,19 @@ def _key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-def _meta(obj: Mapping[str, Any], kind: str) -> tuple[str, str]:
+def _parts(obj: Mapping[str, Any], kind: str) -> tuple[str, str, str, Mapping[str, Any]]:
+    """``(namespace, name, "<kind> <ns>/<name>" for messages, spec)`` of an object; raises :class:`RuleError`."""
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping):
         raise RuleError(f"{kind}: no metadata")
     ns, name = meta.get("namespace") or "", meta.get("name") or ""
     if not isinstance(ns, str) or not isinstance(name, str) or not ns or not name:
         raise RuleError(f"{kind}: metadata.namespace and metadata.name are required")
-    return ns, name
+    where = f"{kind} {ns}/{name}"
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping):
+        raise RuleError(f"{where}: spec is required")
+    return ns, name, where, spec
 
 
 def _strings(value: Any, where: str) -> dict[str, str]:
@@ -87,11 +92,7 @@ class Endpoint:
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> Endpoint:
         """Parse a RuleEndpoint object; raises :class:`RuleError`."""
-        ns, name = _meta(obj, "RuleEndpoint")
-        where = f"RuleEndpoint {ns}/{name}"
-        spec = obj.get("spec")
-        if not isinstance(spec, Mapping):
-            raise RuleError(f"{where}: spec is required")
+        ns, name, where, spec = _parts(obj, "RuleEndpoint")
         try:
             type_ = EndpointType(str(spec.get("ruleEndpointType")))
         except ValueError:
@@ -116,11 +117,7 @@ class Rule:
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> Rule:
         """Parse a Rule object; raises :class:`RuleError`."""
-        ns, name = _meta(obj, "Rule")
-        where = f"Rule {ns}/{name}"
-        spec = obj.get("spec")
-        if not isinstance(spec, Mapping):
-            raise RuleError(f"{where}: spec is required")
+        ns, name, where, spec = _parts(obj, "Rule")
         ends = {}
         for field in ("source", "target"):
             value = spec.get(field)
