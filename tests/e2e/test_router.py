@@ -5,7 +5,8 @@ cloudcore runs its Router (``modules.router``, restTimeout 3 s here) and edgecor
 and RuleEndpoints are created with the real ``kubectl``. The app is a real HTTP server in this process
 (the edge node is this host). Cases: a POST with a body, query and headers round trips; an unknown path is
 404; a body over 12 MiB is 413; an app slower than restTimeout gives 408 (its late answer is dropped); a
-rest -> eventbus rule publishes the body on edgecore's (internal) MQTT broker.
+rest -> eventbus rule publishes the body on edgecore's (internal) MQTT broker, and an eventbus -> rest rule
+POSTs what a device publishes to an URL.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def app() -> Iterator[App]:
         a.close()
 
 
-def rules(app_port: int) -> str:
+def rules(app_port: int, node: str) -> str:
     def ep(name: str, type_: str, props: dict[str, str]) -> dict[str, Any]:
         return {
             "apiVersion": "rules.kubeedge.io/v1",
@@ -128,6 +129,17 @@ def rules(app_port: int) -> str:
             "targetResource": {"topic": "router/out"},
         },
     }
+    from_bus = {
+        "apiVersion": "rules.kubeedge.io/v1",
+        "kind": "Rule",
+        "metadata": {"name": "bus-to-rest", "namespace": "default"},
+        "spec": {
+            "source": "my-eventbus",
+            "sourceResource": {"topic": "sensors/t", "node_name": node},
+            "target": "my-rest",
+            "targetResource": {"resource": f"http://127.0.0.1:{app_port}/api/ingest"},
+        },
+    }
     return yaml.safe_dump_all(
         [
             ep("my-rest", "rest", {}),
@@ -135,6 +147,7 @@ def rules(app_port: int) -> str:
             ep("my-eventbus", "eventbus", {}),
             rule,
             to_bus,
+            from_bus,
         ]
     )
 
@@ -158,7 +171,7 @@ def test_rest_to_edge_app_through_router_cloudhub_edgehub_servicebus(cluster: Ed
     status, _, body = request(c, "GET", base + "/echo")
     assert (status, body) == (404, b"No rule match")
 
-    kubectl(c, "apply", "-f", "-", stdin=rules(app.port))
+    kubectl(c, "apply", "-f", "-", stdin=rules(app.port, c.node))
     # The rule is live once a request stops being a 404 (the Router watches Rules and RuleEndpoints).
     first = wait_until(
         "the rule to route",
@@ -213,6 +226,16 @@ def test_rest_to_edge_app_through_router_cloudhub_edgehub_servicebus(cluster: Ed
         status, _, body = request(c, "POST", f"/{c.node}/default/events/room-1", b"lights on")
         assert (status, body) == (200, b"message delivered")
         assert mapper.wait_for("router/out/room-1", timeout=15) == b"lights on"
+
+        # eventbus -> rest: the node subscribed <namespace>/<topic> for the rule; what a device publishes
+        # there is POSTed to the rule's URL. Published until seen, as the subscription is asynchronous.
+        def posted() -> bool:
+            mapper.publish("default/sensors/t", "21.5")
+            return any(s["path"] == "/api/ingest" and s["body"] == "21.5" for s in app.seen)
+
+        wait_until("an MQTT message POSTed by the eventbus -> rest rule", posted, 30, *logs)
+        (ingest, *_) = [s for s in app.seen if s["path"] == "/api/ingest"]
+        assert ingest["method"] == "POST"
     finally:
         mapper.close()
     c.alive("cloudcore")

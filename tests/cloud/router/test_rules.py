@@ -76,6 +76,45 @@ def test_eventbus_target_publishes_on_topic_and_param() -> None:
     assert "without wildcards" in (t.problem("default", "ev") or "")
 
 
+def test_eventbus_to_rest_routes_and_subscriptions() -> None:
+    t = rules.RuleTable()
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("bus", "eventbus")))
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("web", "rest")))
+    obj = {
+        "metadata": {"name": "up", "namespace": "prod"},
+        "spec": {
+            "source": "bus",
+            "sourceResource": {"topic": "/sensors/t/", "node_name": "edge-1"},
+            "target": "web",
+            "targetResource": {"resource": "http://collector.local:8080/in?src=edge"},
+        },
+    }
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("bus", "eventbus", ns="prod")))
+    t.put_endpoint(rules.Endpoint.from_object(endpoint("web", "rest", ns="prod")))
+    t.put_rule(rules.Rule.from_object(obj))
+    route = rules.BusRoute("prod/up", "edge-1", "prod/sensors/t", "collector.local", 8080, "/in?src=edge")
+    assert t.bus_routes == {"prod/up": route}
+    assert t.subscriptions() == {("edge-1", "prod/sensors/t")}
+    assert t.bus_targets("edge-1", "prod/sensors/t") == [route]
+    assert t.bus_targets("edge-2", "prod/sensors/t") == []
+    assert t.bus_targets("edge-1", "prod/sensors") == []
+    for bad, message in [
+        ({"resource": "https://x/"}, "must be an http:// URL"),
+        ({"resource": "http://x:99999/"}, "must be an http:// URL"),
+    ]:
+        obj["spec"]["targetResource"] = bad
+        t.put_rule(rules.Rule.from_object(obj))
+        assert message in (t.problem("prod", "up") or "")
+        assert t.subscriptions() == set()
+    obj["spec"]["targetResource"] = {"resource": "http://x/"}
+    obj["spec"]["sourceResource"] = {"topic": "a/+", "node_name": "edge-1"}
+    t.put_rule(rules.Rule.from_object(obj))
+    assert "sourceResource.topic must be an MQTT topic" in (t.problem("prod", "up") or "")
+    obj["spec"]["sourceResource"] = {"topic": "a"}
+    t.put_rule(rules.Rule.from_object(obj))
+    assert "node_name '' must be a node name" in (t.problem("prod", "up") or "")
+
+
 def test_rules_activate_with_their_endpoints_and_say_why_not() -> None:
     t = rules.RuleTable()
     t.put_rule(rules.Rule.from_object(rule("r", "/a")))
@@ -90,7 +129,9 @@ def test_rules_activate_with_their_endpoints_and_say_why_not() -> None:
     assert t.problem("default", "r") is None
     assert t.match("/n/default/a") is not None
     t.put_endpoint(rules.Endpoint.from_object(endpoint("sb", "rest")))
-    assert "only rest -> servicebus and rest -> eventbus" in (t.problem("default", "r") or "")
+    assert "only rest -> servicebus, rest -> eventbus and eventbus -> rest" in (
+        t.problem("default", "r") or ""
+    )
     t.put_endpoint(rules.Endpoint.from_object(endpoint("sb", "eventbus")))
     assert "targetResource.topic must be an MQTT topic" in (t.problem("default", "r") or "")
     t.remove_rule("default", "r")

@@ -10,6 +10,10 @@ Upstream's Router with its rest source and servicebus target (wire notes section
   content ``{"method","url","header","body"}`` (body base64);
 - the edge's answer (its ``parent_msg_id`` is the request's id, content ``{"header","status_code","body"}``)
   comes back through ``cloudhub`` and becomes the HTTP response;
+- an ``eventbus`` -> ``rest`` rule makes the node subscribe ``<namespace>/<topic>`` (source ``router_eventbus``,
+  op ``subscribe``, sent again when the node connects); what its EventBus uploads from that topic (source
+  ``bus``, group ``user``) is POSTed to the rule's http:// URL in the background (bounded in number and
+  time; failures are logged, as upstream nothing goes back to the edge);
 - with an ``eventbus`` target the (UTF-8) body goes to the node as source ``router_eventbus``, group ``user``,
   op ``publish``, resource ``node/<node>/<topic>``, and the caller gets 200 ``message delivered`` at once
   (as upstream: there is no answer to wait for; a node that is offline loses it, after the 500 check).
@@ -131,7 +135,9 @@ class Router:
         """The port actually listened on (useful with ``port=0``)."""
         self._pending: dict[str, _Pending] = {}
         self._limiter = trio.CapacityLimiter(limits.ROUTER_MAX_CONNECTIONS)
+        self._posts = trio.CapacityLimiter(limits.ROUTER_MAX_CONNECTIONS)
         self._bus: beehive.Bus | None = None
+        self._nursery: trio.Nursery | None = None
 
     async def run(
         self, ctx: beehive.Context, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -141,6 +147,7 @@ class Router:
         listeners = await trio.open_tcp_listeners(self.port, host=self.address)
         self.bound_port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             # The listener starts at once: until the first lists arrive every path is simply unknown (404).
             nursery.start_soon(kubeapi.Reflector(self.api, RULEENDPOINTS).run, self._on_endpoint)
             nursery.start_soon(kubeapi.Reflector(self.api, RULES).run, self._on_rule)
@@ -148,57 +155,133 @@ class Router:
             _log.info("router listening", address=f"{self.address}:{self.bound_port}")
             task_status.started()
             async for msg in ctx:
-                self._on_message(msg)
+                await self._on_message(msg)
 
     # --- rules ------------------------------------------------------------------------------------
     async def _on_endpoint(
         self, type_: kubeapi.EventType, obj: dict[str, Any], _old: dict[str, Any] | None
     ) -> None:
         meta = obj.get("metadata") or {}
+        before = self.table.subscriptions()
         if type_ is kubeapi.EventType.DELETED:
             self.table.remove_endpoint(meta.get("namespace", ""), meta.get("name", ""))
-            return
-        try:
-            self.table.put_endpoint(rulesmod.Endpoint.from_object(obj))
-        except rulesmod.RuleError as exc:
-            _log.warning("ruleendpoint not used", error=str(exc))
-            self.table.remove_endpoint(meta.get("namespace", ""), meta.get("name", ""))
+        else:
+            try:
+                self.table.put_endpoint(rulesmod.Endpoint.from_object(obj))
+            except rulesmod.RuleError as exc:
+                _log.warning("ruleendpoint not used", error=str(exc))
+                self.table.remove_endpoint(meta.get("namespace", ""), meta.get("name", ""))
+        await self._sync_subscriptions(before)
 
     async def _on_rule(
         self, type_: kubeapi.EventType, obj: dict[str, Any], _old: dict[str, Any] | None
     ) -> None:
         meta = obj.get("metadata") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
-        if type_ is kubeapi.EventType.DELETED:
-            self.table.remove_rule(ns, name)
-            _log.info("rule removed", rule=f"{ns}/{name}")
-            return
+        before = self.table.subscriptions()
         try:
-            self.table.put_rule(rulesmod.Rule.from_object(obj))
-        except rulesmod.RuleError as exc:
-            _log.warning("rule not used", error=str(exc))
-            self.table.remove_rule(ns, name)
+            if type_ is kubeapi.EventType.DELETED:
+                self.table.remove_rule(ns, name)
+                _log.info("rule removed", rule=f"{ns}/{name}")
+                return
+            try:
+                self.table.put_rule(rulesmod.Rule.from_object(obj))
+            except rulesmod.RuleError as exc:
+                _log.warning("rule not used", error=str(exc))
+                self.table.remove_rule(ns, name)
+                return
+            problem = self.table.problem(ns, name)
+            if problem:
+                _log.warning("rule inactive", rule=f"{ns}/{name}", reason=problem)
+            else:
+                _log.info("rule added", rule=f"{ns}/{name}")
+        finally:
+            await self._sync_subscriptions(before)
+
+    async def _sync_subscriptions(self, before: set[tuple[str, str]]) -> None:
+        """Ask nodes to (un)subscribe the topics eventbus -> rest rules gained or lost."""
+        after = self.table.subscriptions()
+        for node, topic in sorted(after - before):
+            await self._subscription(node, topic, Operation.SUBSCRIBE)
+        for node, topic in sorted(before - after):
+            await self._subscription(node, topic, Operation.UNSUBSCRIBE)
+
+    async def _subscription(self, node: str, topic: str, op: Operation) -> None:
+        # Sent when the rule changes and again whenever the node connects: the edge keeps its
+        # subscriptions in sub_topics, and a repeated subscribe is harmless.
+        if self._bus is None or node not in self.nodes:
             return
-        problem = self.table.problem(ns, name)
-        if problem:
-            _log.warning("rule inactive", rule=f"{ns}/{name}", reason=problem)
-        else:
-            _log.info("rule added", rule=f"{ns}/{name}")
+        msg = Message.new(
+            source=SOURCE_EVENTBUS,
+            group=Group.USER,
+            operation=op,
+            resource=res.add_node_prefix(topic, node),
+            now_ms=self._bus.now_ms(),
+        )
+        try:
+            await self._bus.send(self.cloudhub_module, msg)
+        except beehive.BeehiveError as exc:
+            _log.warning("subscription not sent", node=node, topic=topic, error=str(exc))
 
     # --- inbox ------------------------------------------------------------------------------------
-    def _on_message(self, msg: Message) -> None:
+    async def _on_message(self, msg: Message) -> None:
         op = msg.route.operation
         if op in (Operation.CONNECTED, Operation.DISCONNECTED):
             node, _ = res.strip_node_prefix(msg.route.resource + "/")
-            if node:
-                (self.nodes.add if op == Operation.CONNECTED else self.nodes.discard)(node)
+            if not node:
+                return
+            if op == Operation.DISCONNECTED:
+                self.nodes.discard(node)
+                return
+            self.nodes.add(node)
+            for sub_node, topic in sorted(self.table.subscriptions()):
+                if sub_node == node:
+                    await self._subscription(node, topic, Operation.SUBSCRIBE)
             return
-        pending = self._pending.get(msg.parent_msg_id) if msg.parent_msg_id else None
-        if pending is None:
-            _log.debug("reply without a waiting request", parent=msg.parent_msg_id, source=msg.route.source)
+        if msg.parent_msg_id:
+            pending = self._pending.get(msg.parent_msg_id)
+            if pending is None:
+                _log.debug(
+                    "reply without a waiting request", parent=msg.parent_msg_id, source=msg.route.source
+                )
+                return
+            pending.reply = msg
+            pending.done.set()
             return
-        pending.reply = msg
-        pending.done.set()
+        node, topic = res.strip_node_prefix(msg.route.resource)
+        for route in self.table.bus_targets(node, topic):
+            self._start_post(route, msg)
+
+    def _start_post(self, route: rulesmod.BusRoute, msg: Message) -> None:
+        """eventbus -> rest: POST the message's content to the rule's URL in the background (bounded)."""
+        content = msg.content
+        if isinstance(content, str):
+            body = content.encode()
+        elif isinstance(content, bytes):
+            body = content
+        else:
+            body = json.dumps(content).encode()
+        try:
+            self._posts.acquire_on_behalf_of_nowait(msg.msg_id + route.rule)
+        except trio.WouldBlock:
+            _log.warning("eventbus message dropped: too many posts in flight", rule=route.rule)
+            return
+        assert self._nursery is not None
+        self._nursery.start_soon(self._post, route, body, msg.msg_id + route.rule)
+
+    async def _post(self, route: rulesmod.BusRoute, body: bytes, token: str) -> None:
+        try:
+            with trio.fail_after(self.rest_timeout):
+                resp = await http1.call(
+                    route.port, "POST", route.path, [], body, max_body=self.max_body, host=route.host
+                )
+            _log.info("eventbus message posted", rule=route.rule, status=resp.status_or_method)
+        except trio.TooSlowError:
+            _log.warning("eventbus message post timed out", rule=route.rule)
+        except http1.HttpError as exc:
+            _log.warning("eventbus message post failed", rule=route.rule, error=exc.message)
+        finally:
+            self._posts.release_on_behalf_of(token)
 
     # --- REST -------------------------------------------------------------------------------------
     async def _serve(self, stream: trio.SocketStream) -> None:

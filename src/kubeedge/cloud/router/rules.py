@@ -7,7 +7,10 @@ Routes (upstream's providers): a Rule whose ``source`` is a ``rest`` RuleEndpoin
 (``sourceResource.path``) takes requests for ``/<node>/<namespace>/<path>[/<rest>]`` on the Router's port.
 With a ``servicebus`` target (``properties.service_port``, ``targetResource.path``) they go to
 ``<service_port>:<target path>[/<rest>]`` on that node; with an ``eventbus`` target
-(``targetResource.topic``) the body is published on ``<topic>[/<rest>]`` there. Path segments written ``{name}``
+(``targetResource.topic``) the body is published on ``<topic>[/<rest>]`` there. A Rule from an ``eventbus``
+source (``sourceResource.topic``, ``sourceResource.node_name``) to a ``rest`` target
+(``targetResource.resource``, an http:// URL) makes :class:`BusRoute`: what the node's EventBus uploads from
+MQTT topic ``<namespace>/<topic>`` is POSTed to that URL. Path segments written ``{name}``
 match any one segment; the most specific (longest) matching rule wins, as upstream prefers the rule that
 the others contain.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -162,12 +166,49 @@ class Match:
     """The path (and query) the edge app is called with, or the topic."""
 
 
-def _compile(rule: Rule, source: Endpoint, target: Endpoint) -> RestRoute:
+@dataclass(frozen=True, slots=True)
+class BusRoute:
+    """An active eventbus -> rest rule: MQTT messages on ``topic`` at ``node`` are POSTed to ``url``."""
+
+    rule: str
+    node: str
+    topic: str
+    """The MQTT topic on the node: ``<namespace>/<sourceResource.topic>`` as upstream joins them."""
+    host: str
+    port: int
+    path: str
+    """Path and query of ``targetResource.resource``."""
+
+
+def _bus_route(rule: Rule, where: str) -> BusRoute:
+    topic = "/".join(_segments(rule.source_resource.get("topic", "")))
+    node = rule.source_resource.get("node_name", "")
+    if not topic or "+" in topic or "#" in topic:
+        raise RuleError(f"{where}: spec.sourceResource.topic must be an MQTT topic without wildcards")
+    if not _NODE_NAME.fullmatch(node):
+        raise RuleError(f"{where}: spec.sourceResource.node_name {node[:64]!r} must be a node name")
+    url = rule.target_resource.get("resource", "")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or 80
+    except ValueError:
+        parts, port = None, 0
+    if parts is None or parts.scheme != "http" or not parts.hostname or not 0 < port < 65536:
+        raise RuleError(f"{where}: spec.targetResource.resource {url[:128]!r} must be an http:// URL")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return BusRoute(
+        _key(rule.namespace, rule.name), node, f"{rule.namespace}/{topic}", parts.hostname, port, path
+    )
+
+
+def _compile(rule: Rule, source: Endpoint, target: Endpoint) -> RestRoute | BusRoute:
     where = f"Rule {rule.namespace}/{rule.name}"
+    if source.type is EndpointType.EVENTBUS and target.type is EndpointType.REST:
+        return _bus_route(rule, where)
     if source.type is not EndpointType.REST or target.type is EndpointType.REST:
         raise RuleError(
-            f"{where}: only rest -> servicebus and rest -> eventbus rules are served here"
-            f" (got {source.type} -> {target.type})"
+            f"{where}: only rest -> servicebus, rest -> eventbus and eventbus -> rest rules are served"
+            f" here (got {source.type} -> {target.type})"
         )
     path = _segments(rule.source_resource.get("path", ""))
     if not path:
@@ -204,7 +245,9 @@ class RuleTable:
         self.endpoints: dict[str, Endpoint] = {}
         self.rules: dict[str, Rule] = {}
         self.routes: dict[str, RestRoute] = {}
-        """Active routes by rule key."""
+        """Active REST routes by rule key."""
+        self.bus_routes: dict[str, BusRoute] = {}
+        """Active eventbus -> rest routes by rule key."""
         self._problems: dict[str, str] = {}
 
     # --- changes ----------------------------------------------------------------------------------
@@ -241,6 +284,7 @@ class RuleTable:
     def _recompile(self) -> None:
         # Tables are small (bounded) and change rarely; recompiling everything keeps one code path.
         self.routes.clear()
+        self.bus_routes.clear()
         self._problems.clear()
         for key, rule in self.rules.items():
             source = self.endpoints.get(_key(rule.namespace, rule.source))
@@ -250,11 +294,24 @@ class RuleTable:
                 self._problems[key] = f"RuleEndpoint {rule.namespace}/{missing} does not exist"
                 continue
             try:
-                self.routes[key] = _compile(rule, source, target)
+                route = _compile(rule, source, target)
             except RuleError as exc:
                 self._problems[key] = str(exc)
+                continue
+            if isinstance(route, BusRoute):
+                self.bus_routes[key] = route
+            else:
+                self.routes[key] = route
 
     # --- requests ---------------------------------------------------------------------------------
+    def subscriptions(self) -> set[tuple[str, str]]:
+        """``(node, topic)`` pairs the eventbus -> rest routes need subscribed."""
+        return {(r.node, r.topic) for r in self.bus_routes.values()}
+
+    def bus_targets(self, node: str, topic: str) -> list[BusRoute]:
+        """The eventbus -> rest routes a message on ``topic`` from ``node`` takes (exact topic, as upstream)."""
+        return [r for r in self.bus_routes.values() if r.node == node and r.topic == topic]
+
     def match(self, target: str) -> Match | None:
         """The route for a request target ``/<node>/<namespace>/<path>[?query]``, or ``None``."""
         raw_path, sep, query = target.partition("?")
