@@ -6,7 +6,7 @@ and RuleEndpoints are created with the real ``kubectl``. The app is a real HTTP 
 (the edge node is this host). Cases: a POST with a body, query and headers round trips; an unknown path is
 404; a body over 12 MiB is 413; an app slower than restTimeout gives 408 (its late answer is dropped); a
 rest -> eventbus rule publishes the body on edgecore's (internal) MQTT broker, and an eventbus -> rest rule
-POSTs what a device publishes to an URL.
+POSTs what a device publishes to an URL. The rules' status counts what they routed.
 """
 
 from __future__ import annotations
@@ -238,5 +238,27 @@ def test_rest_to_edge_app_through_router_cloudhub_edgehub_servicebus(cluster: Ed
         assert ingest["method"] == "POST"
     finally:
         mapper.close()
+
+    # Every routed message counts in its Rule's status, as upstream keeps it (written every few seconds).
+    def rule_status(name: str) -> dict[str, Any]:
+        return dict(
+            json.loads(kubectl(c, "get", "rules.rules.kubeedge.io", name, "-o", "json")).get("status") or {}
+        )
+
+    app_status = wait_until(
+        "the rules' counts in their status",
+        lambda: (
+            (st := rule_status("rest-to-app")).get("failMessages") == 2
+            and st.get("successMessages", 0) >= 3
+            and rule_status("bus-to-rest").get("successMessages", 0) >= 1
+            and st
+        ),
+        30,
+        *logs,
+    )
+    errors = app_status["errors"]
+    assert len(errors) == 2
+    assert "cloudcore doesn't have session for node:no-such-node" in errors[0]
+    assert errors[1].endswith("wait to get response time out")
     c.alive("cloudcore")
     c.alive("edgecore")

@@ -325,3 +325,10 @@ ROUTER_MAX_RULES: Final = 10_000
 
 ROUTER_HEAD_TIMEOUT_S: Final = 30.0
 """Seconds a REST client has to send its request (head and body) before the connection is dropped."""
+
+ROUTER_RULE_ERRORS: Final = 10
+"""Most recent failure messages kept in a Rule's ``status.errors`` (upstream appends without bound)."""
+
+ROUTER_STATUS_FLUSH_S: Final = 2.0
+"""Seconds the Router gathers rule counts before writing them to Rule status: one PATCH per rule per period,
+not one per request."""

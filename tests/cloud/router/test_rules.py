@@ -196,3 +196,32 @@ def test_answer_from_edge_reply() -> None:
             500,
             b"invalid response",
         )
+
+
+def test_rule_stats_continue_from_status_and_bound_errors() -> None:
+    stats = rules.RuleStats(max_errors=2)
+    stats.seed("ns/r", {"successMessages": 5, "failMessages": 1, "errors": ["old"]})
+    stats.seed("ns/r", {"successMessages": 99})  # already counted: ignored
+    assert stats.take_dirty() == []
+    stats.record("ns/r")
+    stats.record("ns/r", error="boom", when="2026-01-01T00:00:00Z")
+    stats.record("ns/r", error="bang", when="2026-01-01T00:00:01Z")
+    assert stats.take_dirty() == [
+        (
+            "ns/r",
+            {
+                "successMessages": 6,
+                "failMessages": 3,
+                "errors": ["2026-01-01T00:00:00Z boom", "2026-01-01T00:00:01Z bang"],
+            },
+        )
+    ]
+    assert stats.take_dirty() == []
+    stats.mark_dirty("ns/r")
+    assert [rule for rule, _ in stats.take_dirty()] == ["ns/r"]
+    stats.seed("ns/bad", {"successMessages": -3, "failMessages": "x", "errors": "nope"})
+    stats.record("ns/bad")
+    assert stats.take_dirty() == [("ns/bad", {"successMessages": 1, "failMessages": 0, "errors": []})]
+    stats.forget("ns/bad")
+    stats.mark_dirty("ns/bad")
+    assert stats.take_dirty() == []

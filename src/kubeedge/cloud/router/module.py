@@ -18,6 +18,10 @@ Upstream's Router with its rest source and servicebus target (wire notes section
   op ``publish``, resource ``node/<node>/<topic>``, and the caller gets 200 ``message delivered`` at once
   (as upstream: there is no answer to wait for; a node that is offline loses it, after the 500 check).
 
+Each routed message counts in its Rule's ``status`` (``successMessages``, ``failMessages``, the last
+:data:`~kubeedge.kit.limits.ROUTER_RULE_ERRORS` ``errors``), written at most every
+:data:`~kubeedge.kit.limits.ROUTER_STATUS_FLUSH_S` seconds and continued from the stored status.
+
 Errors as upstream: no matching rule 404 ``No rule match``; node without a session 500; no answer within
 ``restTimeout`` (upstream 60 s) 408 ``wait to get response time out``; an answer that is not a response
 500 ``invalid response``. Bounds: request head and body (:data:`~kubeedge.kit.limits.ROUTER_MAX_BODY`,
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +50,11 @@ from kubeedge.proto.message import Message
 from kubeedge.proto.vocab import CloudModule, Group, Operation
 
 _log = log.get(__name__)
+
+
+def _now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 RULES: Final = kubeapi.Kind("rules.kubeedge.io", "v1", "rules", "Rule", True)
 RULEENDPOINTS: Final = kubeapi.Kind("rules.kubeedge.io", "v1", "ruleendpoints", "RuleEndpoint", True)
@@ -71,6 +81,12 @@ class Answer:
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    failure: str = ""
+    """Set when the Router itself could not deliver (counted in the rule's ``failMessages``)."""
+
+
+def _failed(status: int, text: str) -> Answer:
+    return Answer(status, text.encode(), failure=text)
 
 
 def answer_from_reply(reply: Message) -> Answer:
@@ -81,7 +97,7 @@ def answer_from_reply(reply: Message) -> Answer:
             content = json.loads(content)
         except ValueError:
             content = None
-    invalid = Answer(500, b"invalid response")
+    invalid = _failed(500, "invalid response")
     if not isinstance(content, Mapping):
         return invalid
     status = content.get("status_code")
@@ -138,6 +154,9 @@ class Router:
         self._posts = trio.CapacityLimiter(limits.ROUTER_MAX_CONNECTIONS)
         self._bus: beehive.Bus | None = None
         self._nursery: trio.Nursery | None = None
+        self.stats = rulesmod.RuleStats()
+        """Per-rule message counts, written to ``Rule.status`` every few seconds."""
+        self._stats_changed = trio.Event()
 
     async def run(
         self, ctx: beehive.Context, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -152,6 +171,7 @@ class Router:
             nursery.start_soon(kubeapi.Reflector(self.api, RULEENDPOINTS).run, self._on_endpoint)
             nursery.start_soon(kubeapi.Reflector(self.api, RULES).run, self._on_rule)
             nursery.start_soon(trio.serve_listeners, self._serve, listeners)
+            nursery.start_soon(self._write_status)
             _log.info("router listening", address=f"{self.address}:{self.bound_port}")
             task_status.started()
             async for msg in ctx:
@@ -174,16 +194,20 @@ class Router:
         await self._sync_subscriptions(before)
 
     async def _on_rule(
-        self, type_: kubeapi.EventType, obj: dict[str, Any], _old: dict[str, Any] | None
+        self, type_: kubeapi.EventType, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> None:
         meta = obj.get("metadata") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
+        if type_ is kubeapi.EventType.MODIFIED and old is not None and old.get("spec") == obj.get("spec"):
+            return  # a status change, typically our own counts
         before = self.table.subscriptions()
         try:
             if type_ is kubeapi.EventType.DELETED:
                 self.table.remove_rule(ns, name)
+                self.stats.forget(f"{ns}/{name}")
                 _log.info("rule removed", rule=f"{ns}/{name}")
                 return
+            self.stats.seed(f"{ns}/{name}", obj.get("status"))
             try:
                 self.table.put_rule(rulesmod.Rule.from_object(obj))
             except rulesmod.RuleError as exc:
@@ -222,6 +246,28 @@ class Router:
             await self._bus.send(self.cloudhub_module, msg)
         except beehive.BeehiveError as exc:
             _log.warning("subscription not sent", node=node, topic=topic, error=str(exc))
+
+    async def _write_status(self) -> None:
+        """Write changed rule counts to ``Rule.status`` (merge patch), at most once per flush period."""
+        while True:
+            await self._stats_changed.wait()
+            self._stats_changed = trio.Event()
+            # Gathering for a period turns a burst of requests into one write per rule.
+            await trio.sleep(limits.ROUTER_STATUS_FLUSH_S)
+            for rule, status in self.stats.take_dirty():
+                ns, _, name = rule.partition("/")
+                try:
+                    await self.api.patch(
+                        RULES, ns, name, {"status": status},
+                        content_type="application/merge-patch+json", subresource="status",
+                    )  # fmt: skip
+                except kubeapi.KubeError as exc:
+                    if exc.not_found:
+                        self.stats.forget(rule)
+                        continue
+                    _log.warning("rule status not written; retrying", rule=rule, error=str(exc))
+                    self.stats.mark_dirty(rule)
+                    self._stats_changed.set()
 
     # --- inbox ------------------------------------------------------------------------------------
     async def _on_message(self, msg: Message) -> None:
@@ -276,10 +322,13 @@ class Router:
                     route.port, "POST", route.path, [], body, max_body=self.max_body, host=route.host
                 )
             _log.info("eventbus message posted", rule=route.rule, status=resp.status_or_method)
+            self._record(route.rule, "")
         except trio.TooSlowError:
             _log.warning("eventbus message post timed out", rule=route.rule)
+            self._record(route.rule, f"POST to {route.host}:{route.port} timed out")
         except http1.HttpError as exc:
             _log.warning("eventbus message post failed", rule=route.rule, error=exc.message)
+            self._record(route.rule, exc.message)
         finally:
             self._posts.release_on_behalf_of(token)
 
@@ -325,11 +374,22 @@ class Router:
         if match is None:
             _log.info("no rule match", target=target[:200])
             return Answer(404, b"No rule match")
+        answer = await self._forward(match, method, headers, body)
+        self._record(match.rule, answer.failure)
+        return answer
+
+    def _record(self, rule: str, failure: str) -> None:
+        self.stats.record(rule, error=failure, when=_now_rfc3339())
+        self._stats_changed.set()
+
+    async def _forward(
+        self, match: rulesmod.Match, method: str, headers: list[tuple[str, str]], body: bytes
+    ) -> Answer:
         method = method.upper()
         if method not in _METHODS:
-            return Answer(405, f"method {method[:16]} is not supported".encode())
+            return _failed(405, f"method {method[:16]} is not supported")
         if match.node not in self.nodes:
-            return Answer(500, f"cloudcore doesn't have session for node:{match.node}".encode())
+            return _failed(500, f"cloudcore doesn't have session for node:{match.node}")
         assert self._bus is not None, "handle() runs only inside run()"
         if match.target_type is rulesmod.EndpointType.EVENTBUS:
             return await self._publish(match, body)
@@ -339,7 +399,7 @@ class Router:
         try:
             resource = res.add_node_prefix(match.resource, match.node)
         except ValueError as exc:
-            return Answer(400, f"bad request path: {exc}".encode())
+            return _failed(400, f"bad request path: {exc}")
         msg = Message.new(
             source=SOURCE_SERVICEBUS,
             group=Group.USER,
@@ -359,12 +419,12 @@ class Router:
             with trio.move_on_after(self.rest_timeout):
                 await pending.done.wait()
         except beehive.BeehiveError as exc:
-            return Answer(500, f"cannot reach cloudhub: {exc}".encode())
+            return _failed(500, f"cannot reach cloudhub: {exc}")
         finally:
             del self._pending[msg.msg_id]
         if pending.reply is None:
             _log.warning("operation timeout", rule=match.rule, node=match.node, msg_id=msg.msg_id)
-            return Answer(408, b"wait to get response time out")
+            return _failed(408, "wait to get response time out")
         return answer_from_reply(pending.reply)
 
     async def _publish(self, match: rulesmod.Match, body: bytes) -> Answer:
@@ -374,9 +434,9 @@ class Router:
             text = body.decode("utf-8")
             resource = res.add_node_prefix(match.resource, match.node)
         except UnicodeDecodeError:
-            return Answer(400, b"the body of a message for the eventbus must be UTF-8 text")
+            return _failed(400, "the body of a message for the eventbus must be UTF-8 text")
         except ValueError as exc:
-            return Answer(400, f"bad request path: {exc}".encode())
+            return _failed(400, f"bad request path: {exc}")
         msg = Message.new(
             source=SOURCE_EVENTBUS,
             group=Group.USER,
@@ -388,5 +448,5 @@ class Router:
         try:
             await self._bus.send(self.cloudhub_module, msg)
         except beehive.BeehiveError as exc:
-            return Answer(500, f"cannot reach cloudhub: {exc}".encode())
+            return _failed(500, f"cannot reach cloudhub: {exc}")
         return Answer(200, b"message delivered")

@@ -25,7 +25,7 @@ import enum
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kubeedge.kit import limits
@@ -123,11 +123,11 @@ class Rule:
         """Parse a Rule object; raises :class:`RuleError`."""
         ns, name, where, spec = _parts(obj, "Rule")
         ends = {}
-        for field in ("source", "target"):
-            value = spec.get(field)
+        for end in ("source", "target"):
+            value = spec.get(end)
             if not isinstance(value, str) or not value or len(value) > 253:
-                raise RuleError(f"{where}: spec.{field} must name a RuleEndpoint")
-            ends[field] = value
+                raise RuleError(f"{where}: spec.{end} must name a RuleEndpoint")
+            ends[end] = value
         return cls(
             ns,
             name,
@@ -341,3 +341,66 @@ class RuleTable:
         if sep:
             path += "?" + query
         return Match(best.rule, node, best.target_type, f"{best.service_port}:{path}", path)
+
+
+@dataclass
+class _Counts:
+    success: int = 0
+    fail: int = 0
+    errors: list[str] = field(default_factory=list)
+    dirty: bool = False
+
+
+class RuleStats:
+    """Per-rule counts of forwarded and failed messages, for ``Rule.status`` as upstream keeps it.
+
+    Counts continue from what the Rule's status already says when it is first seen (:meth:`seed`), so
+    they survive a cloudcore restart. At most ``max_errors`` recent errors are kept per rule.
+    """
+
+    def __init__(self, max_errors: int = limits.ROUTER_RULE_ERRORS) -> None:
+        self.max_errors = max_errors
+        self._counts: dict[str, _Counts] = {}
+
+    def seed(self, rule: str, status: Any) -> None:
+        """Start ``rule``'s counts from its stored ``status`` (ignored if the rule is already counted)."""
+        if rule in self._counts:
+            return
+        status = status if isinstance(status, Mapping) else {}
+        success, fail = status.get("successMessages"), status.get("failMessages")
+        errors = status.get("errors")
+        self._counts[rule] = _Counts(
+            success if isinstance(success, int) and success >= 0 else 0,
+            fail if isinstance(fail, int) and fail >= 0 else 0,
+            [str(e)[:_MAX_FIELD] for e in errors][-self.max_errors :] if isinstance(errors, list) else [],
+        )
+
+    def record(self, rule: str, *, error: str = "", when: str = "") -> None:
+        """Count one message of ``rule``: a success, or a failure described by ``error`` at ``when``."""
+        counts = self._counts.setdefault(rule, _Counts())
+        if error:
+            counts.fail += 1
+            counts.errors = [*counts.errors, f"{when} {error}"[:_MAX_FIELD].strip()][-self.max_errors :]
+        else:
+            counts.success += 1
+        counts.dirty = True
+
+    def forget(self, rule: str) -> None:
+        """Drop a deleted rule's counts."""
+        self._counts.pop(rule, None)
+
+    def take_dirty(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(rule, status)`` for every rule changed since the last call; they count as written."""
+        out = []
+        for rule, c in self._counts.items():
+            if c.dirty:
+                c.dirty = False
+                out.append(
+                    (rule, {"successMessages": c.success, "failMessages": c.fail, "errors": list(c.errors)})
+                )
+        return out
+
+    def mark_dirty(self, rule: str) -> None:
+        """Write ``rule`` again next time (its last write failed)."""
+        if rule in self._counts:
+            self._counts[rule].dirty = True
