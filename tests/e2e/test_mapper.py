@@ -4,8 +4,8 @@ cloudcore and edgecore run as subprocesses (see ``conftest.py``); edgecore's Eve
 mosquitto (mqttMode 2), then, for the same test, on edgecore's internal broker (mqttMode 0). The mapper
 is a real paho-mqtt client; ``mosquitto_pub``/``mosquitto_sub`` act as a second one, so both client
 kinds are covered. The Device and DeviceModel are created and changed with the real ``kubectl``;
-edgecore's SQLite file is read directly. The last step stops cloudcore and checks that ``twin/get`` is
-answered from the edge's database.
+edgecore's SQLite file is read directly. A second Device is deleted with kubectl and leaves the node. The
+last step stops cloudcore and checks that ``twin/get`` is answered from the edge's database.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def edge_db(c: EdgeCluster, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return list(db.execute(sql, params))
 
 
-def manifests(node: str, setpoint: str) -> str:
+def manifests(node: str, setpoint: str, name: str = NAME) -> str:
     model = {
         "apiVersion": "devices.kubeedge.io/v1beta1",
         "kind": "DeviceModel",
@@ -102,7 +102,7 @@ def manifests(node: str, setpoint: str) -> str:
     device = {
         "apiVersion": "devices.kubeedge.io/v1beta1",
         "kind": "Device",
-        "metadata": {"name": NAME, "namespace": "default"},
+        "metadata": {"name": name, "namespace": "default"},
         "spec": {
             "deviceModelRef": {"name": "thermometer-live"},
             "nodeName": node,
@@ -236,6 +236,29 @@ def test_device_through_kubectl_cloudcore_edgecore_and_mappers(setup: Setup) -> 
         )
         assert bad_key["code"] == 400
         assert "bad key!" in bad_key["reason"] or "key" in bad_key["reason"].lower()
+
+        # A Device deleted with kubectl leaves the node: membership removed, row gone from SQLite.
+        kubectl(c, "apply", "-f", "-", stdin=manifests(c.node, "1", name="therm-gone"))
+        gone = "default/therm-gone"
+        mapper.wait_for(
+            f"$hw/events/node/{c.node}/membership/updated",
+            lambda p: any(d["id"] == gone for d in p.get("added_devices") or []),
+            timeout=30,
+        )
+        kubectl(c, "delete", "devices.devices.kubeedge.io", "therm-gone", "-n", "default")
+        mapper.wait_for(
+            f"$hw/events/node/{c.node}/membership/updated",
+            lambda p: any(d["id"] == gone for d in p.get("removed_devices") or []),
+            timeout=30,
+        )
+        wait_until(
+            "therm-gone removed from edgecore's SQLite",
+            lambda: edge_db(c, "SELECT id FROM device WHERE id = ?", gone) == [],
+            15,
+            *logs,
+        )
+        assert edge_db(c, "SELECT count(*) FROM device_twin WHERE deviceid = ?", gone) == [(0,)]
+        assert edge_db(c, "SELECT id FROM device WHERE id = ?", ID) == [(ID,)]
 
         # With cloudcore stopped, twin/get is answered from edgecore's SQLite.
         assert c.stop("cloudcore") == 0
