@@ -1,6 +1,7 @@
-"""The ``router`` module (group ``router``): REST requests on the cloud to HTTP apps on edge nodes.
+"""The ``router`` module (group ``router``): REST requests on the cloud to edge apps and brokers, and back.
 
-Upstream's Router with its rest source and servicebus target (wire notes section 8):
+Upstream's Router with its rest, servicebus and eventbus providers (wire notes section 8), as three
+routes: rest -> servicebus, rest -> eventbus, eventbus -> rest.
 
 - two :class:`~kubeedge.cloud.kubeapi.Reflector` watches keep a :class:`~.rules.RuleTable` of
   ``rules.kubeedge.io/v1`` Rules and RuleEndpoints;
