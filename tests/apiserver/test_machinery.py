@@ -72,6 +72,7 @@ def test_bundled_crds_register() -> None:
     assert {c["metadata"]["name"] for c in crds} == {
         "devices.devices.kubeedge.io", "devicemodels.devices.kubeedge.io",
         "objectsyncs.reliablesyncs.kubeedge.io", "clusterobjectsyncs.reliablesyncs.kubeedge.io",
+        "rules.rules.kubeedge.io", "ruleendpoints.rules.kubeedge.io",
     }  # fmt: skip
     for crd in crds:
         machinery.validate_crd(crd)
@@ -81,6 +82,9 @@ def test_bundled_crds_register() -> None:
     assert cos is not None
     assert not cos.namespaced
     assert cos.subresources == ("status",)
+    rules = reg.lookup("rules.kubeedge.io", "v1", "rules")
+    assert rules is not None
+    assert rules.namespaced
 
 
 def test_settings_validation(tmp_path: Path) -> None:

@@ -59,6 +59,28 @@ def test_bookmarks_and_timeout(cluster: Cluster, http: Any) -> None:
     assert int(bookmarks[-1]["object"]["metadata"]["resourceVersion"]) >= 1
 
 
+def test_watch_response_says_the_connection_closes(cluster: Cluster, http: Any) -> None:
+    # The server closes the connection when a watch ends; a client must not pool it for reuse.
+    path = "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&resourceVersion=1"
+    resp = http.request(
+        "GET", cluster.running.url + path, preload_content=False,
+        headers={"Authorization": f"Bearer {cluster.running.token}"},
+    )  # fmt: skip
+    try:
+        assert resp.status == 200
+        assert resp.headers["Connection"] == "close"
+        for _chunk in resp.stream(4096):
+            pass
+    finally:
+        resp.release_conn()
+    listing = http.request(
+        "GET", cluster.running.url + "/api/v1/namespaces/default/configmaps",
+        headers={"Authorization": f"Bearer {cluster.running.token}"},
+    )  # fmt: skip
+    assert listing.status == 200
+    assert listing.headers.get("Connection") != "close"
+
+
 def test_initial_events_end_bookmark(cluster: Cluster, http: Any) -> None:
     events = []
     for ev in _stream(cluster, http, "/api/v1/namespaces?watch=true&sendInitialEvents=true&allowWatchBookmarks=true"

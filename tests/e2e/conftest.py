@@ -90,6 +90,14 @@ class EdgeCluster:
     ws_port: int = field(default_factory=free_port)
     https_port: int = field(default_factory=free_port)
     mqtt_port: int = field(default_factory=free_port)
+    servicebus_port: int = field(default_factory=free_port)
+    router_port: int = field(default_factory=free_port)
+    mqtt_external: str = ""
+    """``tcp://host:port`` of a broker for edgecore's EventBus (mqttMode 2); empty: the internal broker."""
+    router: bool = False
+    """Run cloudcore's Router (REST on :attr:`router_port`) and edgecore's ServiceBus."""
+    router_rest_timeout: int = 60
+    """``modules.router.restTimeout`` (upstream 60 s)."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     uids: set[str] = field(default_factory=set)
 
@@ -196,6 +204,12 @@ class EdgeCluster:
                     "https": {"address": "127.0.0.1", "port": self.https_port},
                     "unixsocket": {"enable": False},
                 },
+                "router": {
+                    "enable": self.router,
+                    "address": "127.0.0.1",
+                    "port": self.router_port,
+                    "restTimeout": self.router_rest_timeout,
+                },
             },
         }
         (w / "cloudcore.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -246,8 +260,18 @@ class EdgeCluster:
         kubelet["syncFrequency"] = "2s"
         cfg["modules"].setdefault("statusServer", {})["socketPath"] = str(edge / "edgecore-status.sock")
         bus = cfg["modules"].setdefault("eventBus", {})
-        bus["mqttMode"] = 0
-        bus["mqttServerInternal"] = f"tcp://127.0.0.1:{self.mqtt_port}"
+        if self.mqtt_external:
+            bus["mqttMode"] = 2
+            bus["mqttServerExternal"] = self.mqtt_external
+            # The test broker is shared by the session: client ids must not collide with other fixtures'.
+            bus["mqttSubClientID"] = f"hub-client-sub-{self.node}"
+            bus["mqttPubClientID"] = f"hub-client-pub-{self.node}"
+        else:
+            bus["mqttMode"] = 0
+            bus["mqttServerInternal"] = f"tcp://127.0.0.1:{self.mqtt_port}"
+        if self.router:
+            sb = cfg["modules"].setdefault("serviceBus", {})
+            sb.update({"enable": True, "server": "127.0.0.1", "port": self.servicebus_port})
         self.edge_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     # ------------------------------------------------------------------------------ API helpers
@@ -320,8 +344,14 @@ class EdgeCluster:
             print("e2e teardown:", *errors, sep="\n  ", file=sys.stderr)
 
 
-def start_edge_cluster(work: Path) -> EdgeCluster:
-    """Start cloudcore, join a uniquely named node and start edgecore; returns once the node is Ready."""
+def start_edge_cluster(
+    work: Path, *, mqtt_external: str = "", router: bool = False, router_rest_timeout: int = 60
+) -> EdgeCluster:
+    """Start cloudcore, join a uniquely named node and start edgecore; returns once the node is Ready.
+
+    ``mqtt_external`` points edgecore's EventBus at that broker; ``router`` runs cloudcore's Router and
+    edgecore's ServiceBus.
+    """
     import docker as docker_sdk
 
     from kubeedge.kit import images
@@ -332,7 +362,13 @@ def start_edge_cluster(work: Path) -> EdgeCluster:
     finally:
         client.close()
     (work / "edge").mkdir(parents=True)
-    cluster = EdgeCluster(work, node=f"e2e-{uuid.uuid4().hex[:8]}")
+    cluster = EdgeCluster(
+        work,
+        node=f"e2e-{uuid.uuid4().hex[:8]}",
+        mqtt_external=mqtt_external,
+        router=router,
+        router_rest_timeout=router_rest_timeout,
+    )
     cluster.write_cloud_config()
     try:
         cluster.start_cloud()

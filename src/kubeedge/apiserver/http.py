@@ -185,8 +185,10 @@ class Connection:
         await self._send(
             h11.Response(
                 status_code=200,
+                # The connection ends with the watch: saying so keeps clients (urllib3's pool) from
+                # reusing it for their next request and logging a retry on every watch restart.
                 headers=[("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"),
-                         ("Cache-Control", "no-cache, private")],
+                         ("Cache-Control", "no-cache, private"), ("Connection", "close")],
             )
         )  # fmt: skip
         # A client that vanishes mid-stream makes _send raise _Closed inside the nursery; it is carried

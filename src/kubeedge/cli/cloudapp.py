@@ -6,8 +6,8 @@ Start order (each step waits for the previous one to be ready):
 2. the CA and the server certificate (created once, never regenerated; reissued when the SANs change);
 3. the join token file (``<CA dir>/../tokens/tokendata``, refreshed every ``tokenRefreshDuration``);
 4. the certificate service on ``cloudHub.https`` (port 10002);
-5. the beehive modules: SyncController, EdgeController, DeviceController, then ``cloudhub`` on
-   ``cloudHub.websocket``.
+5. the beehive modules: SyncController, EdgeController, DeviceController, Router (``modules.router``,
+   off by default), then ``cloudhub`` on ``cloudHub.websocket``.
 
 The process runs until SIGINT/SIGTERM; then the modules get their grace period and everything else is cancelled.
 Failure: a start-up problem raises :class:`StartupError` with one line naming what failed.
@@ -28,6 +28,7 @@ from kubeedge.cloud.cloudhub import token as token_loop
 from kubeedge.cloud.cloudhub.hub import HubSettings
 from kubeedge.cloud.cloudhub.module import CloudHubModule
 from kubeedge.cloud.devicecontroller.controller import DeviceController
+from kubeedge.cloud.router.module import Router
 from kubeedge.kit import beehive, jointoken, log, pki, tls
 from kubeedge.kit.config.cloudcore import CloudCoreConfig
 from kubeedge.proto.vocab import CloudModule
@@ -133,6 +134,16 @@ async def run(cfg: CloudCoreConfig, *, shutdown_timeout: float = beehive.SHUTDOW
                 return kube_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
 
             modules.append(DeviceController(api_client))
+        router_cfg = cfg.modules.router
+        if router_cfg.enable:
+            modules.append(
+                Router(
+                    ctrls.api,
+                    address=router_cfg.address,
+                    port=router_cfg.port,
+                    rest_timeout=float(router_cfg.rest_timeout),
+                )
+            )
         if hub_cfg.enable and hub_cfg.websocket.enable:
             present = [m.name for m in modules] + [CloudModule.CLOUDHUB.value]
             modules.append(

@@ -308,3 +308,27 @@ STATUS_REQUEST_TIMEOUT: Final = 5.0
 
 TWIN_COMMIT_BATCH: Final = 256
 """Most twin requests committed in one transaction (and queued while one commits): one fsync per burst."""
+
+# --- cloud Router -----------------------------------------------------------------------------------------
+
+ROUTER_MAX_BODY: Final = 12 * MiB
+"""Largest REST request body the Router reads (upstream's MaxMessageBytes: 12 MiB)."""
+
+ROUTER_MAX_HEADER_BYTES: Final = 64 * KiB
+"""Largest REST request head the Router reads (as ServiceBus: h11's 16 KiB default is short for cookies)."""
+
+ROUTER_MAX_CONNECTIONS: Final = 256
+"""Concurrent REST connections (each holds at most one call waiting for an edge); more wait in the backlog."""
+
+ROUTER_MAX_RULES: Final = 10_000
+"""Most Rules (and, separately, RuleEndpoints) the Router keeps; beyond it new ones are refused with a log."""
+
+ROUTER_HEAD_TIMEOUT_S: Final = 30.0
+"""Seconds a REST client has to send its request (head and body) before the connection is dropped."""
+
+ROUTER_RULE_ERRORS: Final = 10
+"""Most recent failure messages kept in a Rule's ``status.errors`` (upstream appends without bound)."""
+
+ROUTER_STATUS_FLUSH_S: Final = 2.0
+"""Seconds the Router gathers rule counts before writing them to Rule status: one PATCH per rule per period,
+not one per request."""

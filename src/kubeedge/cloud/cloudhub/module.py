@@ -4,8 +4,9 @@ Owns the routing between the hub and the controllers, as upstream CloudHub does:
 
 - downstream: every message sent to ``cloudhub`` carries a cloud-internal resource ``node/<node>/...``; it is
   queued for that node's session (dropped when the node has no session: SyncController re-sends on connect);
-- upstream: messages from edges go to ``devicecontroller`` when their source is ``twin``, else to
-  ``edgecontroller``; ``connected``/``disconnected`` session events go to every controller present;
+- upstream: messages from edges go to ``devicecontroller`` when their source is ``twin``, to ``router``
+  when their group is ``user`` (ServiceBus answers), else to ``edgecontroller``; ``connected``/
+  ``disconnected`` session events go to every controller present and the router;
 - acknowledgements: each ack-mode message an edge acknowledged becomes an internal ``acked`` message for
   ``synccontroller``, which records it in ObjectSync.
 
@@ -25,7 +26,7 @@ from kubeedge.cloud.cloudhub.hub import CloudHub, HubSettings
 from kubeedge.kit import beehive, log
 from kubeedge.proto import resource as resources
 from kubeedge.proto.message import Message
-from kubeedge.proto.vocab import CloudModule, Operation
+from kubeedge.proto.vocab import CloudModule, Group, Operation
 
 _log = log.get(__name__)
 
@@ -91,10 +92,14 @@ class CloudHubModule:
                     CloudModule.EDGECONTROLLER,
                     CloudModule.SYNCCONTROLLER,
                     CloudModule.DEVICECONTROLLER,
+                    CloudModule.ROUTER,
                 ):
                     await self._to(ctx, module.value, msg)
             elif msg.route.source == "twin":
                 await self._to(ctx, CloudModule.DEVICECONTROLLER.value, msg)
+            elif msg.route.group == Group.USER:
+                # ServiceBus answers and other user traffic belong to the Router (dropped if it is off).
+                await self._to(ctx, CloudModule.ROUTER.value, msg)
             else:
                 await self._to(ctx, CloudModule.EDGECONTROLLER.value, msg)
 

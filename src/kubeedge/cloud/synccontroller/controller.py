@@ -207,6 +207,12 @@ class SyncController:
         if not isinstance(node, str) or not isinstance(uid, str) or not node or not uid:
             _log.warning("ack without node or objectUID", resource=msg.route.resource)
             return
+        kind = content.get("objectKind")
+        if kind and kind not in downstream.BY_KIND:
+            # Devices and models are acked too (DeviceController's traffic is ack-mode), but their
+            # resync is DeviceController's own list+watch: an ObjectSync would only be reconciled away.
+            _log.debug("ack of a kind without ObjectSync", node=node, kind=kind)
+            return
         key = (node, uid)
         self._delete_rounds.pop(key, None)
         if content.get("deleted"):

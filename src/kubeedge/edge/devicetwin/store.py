@@ -1,7 +1,8 @@
 """DeviceTwin's durable state: upstream's ``device``, ``device_attr``, ``device_twin`` tables, plus ``twin_outbox``.
 
-The tables live in edgecore's database file (``database.dataSource``, shared with MetaManager, which
-owns the file's creation rules; this module only creates its own tables if missing). Column names are
+The tables live in edgecore's database file (``database.dataSource``, shared with MetaManager; the
+file's opening rules are :mod:`kubeedge.kit.sqlitefile`'s; this module only creates its own tables if
+missing). Column names are
 upstream's, so an upstream edgecore.db opens. ``twin_outbox`` is ours: edge-to-cloud twin and state
 reports that the cloud has not confirmed yet, resent until it does (they survive a restart).
 
@@ -21,7 +22,6 @@ Database failures raise :class:`DeviceStoreError` naming the file.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import exc
 
 from kubeedge.edge.devicetwin.twins import Twin, Version
-from kubeedge.kit import limits, log
+from kubeedge.kit import limits, log, sqlitefile
 
 _log = log.get(__name__)
 
@@ -214,43 +213,17 @@ class DeviceStore:
 
     @classmethod
     def open(cls, path: str | Path) -> DeviceStore:
-        """Open ``path`` (created owner-only if absent), switch it to WAL, create missing tables."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            try:
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise DeviceStoreError(f"{path}: cannot create database file ({e.strerror})") from e
-        engine = sa.create_engine(
-            f"sqlite+pysqlite:///{path}",
-            connect_args={"check_same_thread": False, "isolation_level": None},
-            poolclass=StaticPool,
+        """Open ``path`` as :mod:`kubeedge.kit.sqlitefile` does (owner-only, WAL, checks), create missing tables."""
+        path, engine, conn = sqlitefile.open_database(
+            path, max_db_bytes=limits.META_MAX_DB_BYTES, error=DeviceStoreError
         )
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=5000")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
         try:
-            conn = engine.connect()
             with conn.begin():
                 _md.create_all(conn, checkfirst=True)
         except (exc.DBAPIError, sqlite3.DatabaseError) as e:
+            conn.close()
             engine.dispose()
-            raise DeviceStoreError(
-                f"{path}: not a usable SQLite database ({e.__class__.__name__}: {e})"
-            ) from e
+            raise DeviceStoreError(f"{path}: not a usable SQLite database ({sqlitefile.reason(e)})") from e
         return cls(path, engine, conn)
 
     def close(self) -> None:

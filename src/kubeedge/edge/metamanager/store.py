@@ -18,6 +18,9 @@ Invariants:
 - Bounds from :mod:`kubeedge.kit.limits`: key/type/value sizes (checked when an op is built),
   file size (SQLite ``max_page_count``), rows and bytes per type lookup, outbox length.
 
+The file's opening rules (size and header checks, owner-only creation, pragmas) are
+:mod:`kubeedge.kit.sqlitefile`'s, shared with DeviceTwin's store.
+
 The class is synchronous and thread-confined by a lock; the trio layer calls it through
 ``trio.to_thread.run_sync``. Failures raise :class:`StoreError` (always naming the file):
 not a SQLite file, corrupt pages, a foreign schema, a full database.
@@ -27,29 +30,26 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc
+from sqlalchemy import exc
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.pool import StaticPool
 
-from kubeedge.kit import limits
+from kubeedge.kit import limits, sqlitefile
 from kubeedge.proto.message import Header, Message, Route
 
 DEFAULT_DATA_SOURCE: Final = "/var/lib/kubeedge/edgecore.db"
 """Upstream ``database.dataSource`` default."""
 
-APPLICATION_ID: Final = 0x4B45_4D4D
+APPLICATION_ID: Final = sqlitefile.APPLICATION_ID
 """``PRAGMA application_id`` we stamp on databases we create ("KEMM"); 0 (upstream's) is accepted too."""
 
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _UINT64_MAX: Final = 2**64 - 1
 
 _md = sa.MetaData()
@@ -287,80 +287,21 @@ class MetaStore:
         ``PRAGMA quick_check``, carries a foreign application id or tables with other columns, or
         is larger than ``max_db_bytes``.
         """
-        path = Path(path)
-        _precheck_file(path, max_db_bytes)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            # The store holds Secrets and service-account tokens: owner-only from the first byte
-            # (SQLite gives its -wal and -shm files the database file's mode).
-            try:
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise StoreError(f"{path}: cannot create database file ({e.strerror})") from e
-        engine = sa.create_engine(
-            f"sqlite+pysqlite:///{path}",
-            # One connection, used from trio's worker threads one at a time (serialised by our lock).
-            connect_args={"check_same_thread": False, "isolation_level": None},
-            poolclass=StaticPool,
-        )
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=5000")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn: sa.Connection) -> None:
-            # IMMEDIATE takes the write lock up front so a batch never fails half-way on lock upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
+        path, engine, conn = sqlitefile.open_database(path, max_db_bytes=max_db_bytes, error=StoreError)
         try:
-            conn = engine.connect()
-            try:
-                store = cls(path, engine, conn)
-                store._setup(max_db_bytes)
-            except BaseException:
-                conn.close()
-                raise
+            store = cls(path, engine, conn)
+            store._setup()
         except (exc.DBAPIError, sqlite3.DatabaseError) as e:
+            conn.close()
             engine.dispose()
-            raise StoreError(f"{path}: not a usable SQLite database ({_reason(e)})") from e
-        except StoreError:
+            raise StoreError(f"{path}: not a usable SQLite database ({sqlitefile.reason(e)})") from e
+        except BaseException:
+            conn.close()
             engine.dispose()
             raise
         return store
 
-    def _setup(self, max_db_bytes: int) -> None:
-        # Pragmas run on the driver connection: SQLAlchemy would wrap them in our BEGIN IMMEDIATE,
-        # and journal_mode cannot change inside a transaction.
-        raw = self._conn.connection.driver_connection
-        assert raw is not None
-
-        def pragma(sql: str) -> Any:
-            cur = raw.cursor()
-            try:
-                row = cur.execute(sql).fetchone()
-                return None if row is None else row[0]
-            finally:
-                cur.close()
-
-        check = pragma("PRAGMA quick_check")
-        if check != "ok":
-            raise StoreError(f"{self.path}: database is corrupt (quick_check: {check})")
-        app_id = pragma("PRAGMA application_id")
-        if app_id not in (0, APPLICATION_ID):
-            raise StoreError(
-                f"{self.path}: foreign SQLite database (application_id {app_id:#x}), not edgecore's"
-            )
-        mode = pragma("PRAGMA journal_mode=WAL")
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: cannot switch to WAL journal (got {mode})")
-        pragma("PRAGMA synchronous=FULL")
-        page_size = int(pragma("PRAGMA page_size") or 4096)
-        pragma(f"PRAGMA max_page_count={max(1, max_db_bytes // page_size)}")
+    def _setup(self) -> None:
         with self._conn.begin():
             inspector = sa.inspect(self._conn)
             existing = set(inspector.get_table_names())
@@ -373,7 +314,7 @@ class MetaStore:
                             f"expected {sorted(expected)}"
                         )
             if not existing:
-                self._conn.exec_driver_sql(f"PRAGMA application_id={APPLICATION_ID}")
+                sqlitefile.stamp_application_id(self._conn)
             _md.create_all(self._conn, checkfirst=True)
 
     def close(self) -> None:
@@ -628,29 +569,6 @@ class _Translate:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, _tb: object) -> None:
         if isinstance(e, exc.OperationalError) and "full" in str(e.orig):
-            raise StoreFullError(f"{self.path}: database is full ({_reason(e)})") from e
+            raise StoreFullError(f"{self.path}: database is full ({sqlitefile.reason(e)})") from e
         if isinstance(e, exc.DBAPIError):
-            raise StoreError(f"{self.path}: database error ({_reason(e)})") from e
-
-
-def _reason(e: exc.DBAPIError | sqlite3.DatabaseError) -> str:
-    return str(getattr(e, "orig", None) or e)
-
-
-def _precheck_file(path: Path, max_db_bytes: int) -> None:
-    if path.is_dir():
-        raise StoreError(f"{path}: is a directory, expected a SQLite database file")
-    if not path.exists():
-        return
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            head = f.read(len(_SQLITE_MAGIC))
-    except OSError as e:
-        raise StoreError(f"{path}: cannot read database file ({e.strerror})") from e
-    if size == 0:
-        return
-    if head != _SQLITE_MAGIC:
-        raise StoreError(f"{path}: not a SQLite database (foreign or corrupt file header)")
-    if size > max_db_bytes:
-        raise StoreError(f"{path}: database is {size} bytes, above the {max_db_bytes}-byte bound")
+            raise StoreError(f"{self.path}: database error ({sqlitefile.reason(e)})") from e

@@ -32,8 +32,7 @@ from typing import Any
 import trio
 
 from kubeedge.edge.metamanager.store import MetaStore
-from kubeedge.edge.servicebus import http
-from kubeedge.kit import beehive, limits, log
+from kubeedge.kit import beehive, http1, limits, log
 from kubeedge.proto import vocab
 from kubeedge.proto.message import Message
 
@@ -137,7 +136,7 @@ class ServiceBus:
             try:
                 port, path, method, headers, body = self._parse_cloud_request(msg)
                 with trio.fail_after(self.app_timeout):
-                    resp = await http.call(port, method, path, headers, body, max_body=self.max_body)
+                    resp = await http1.call(port, method, path, headers, body, max_body=self.max_body)
                 grouped: dict[str, list[str]] = {}
                 for n, v in resp.headers:
                     grouped.setdefault(_canonical(n), []).append(v)
@@ -148,7 +147,7 @@ class ServiceBus:
                 }
             except trio.TooSlowError:
                 content = self._error(504, f"the app did not answer within {self.app_timeout:g} s")
-            except http.HttpError as e:
+            except http1.HttpError as e:
                 content = self._error(e.status, e.message)
             reply = Message.new(
                 source=self.name,
@@ -174,35 +173,35 @@ class ServiceBus:
     def _parse_cloud_request(self, msg: Message) -> tuple[int, str, str, list[tuple[str, str]], bytes]:
         port_text, sep, path = msg.route.resource.partition(":")
         if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise http.HttpError(400, f"resource {msg.route.resource[:100]!r}: expected <port>:<path>")
+            raise http1.HttpError(400, f"resource {msg.route.resource[:100]!r}: expected <port>:<path>")
         if not path.startswith("/"):
             path = "/" + path
         content = msg.content
         if isinstance(content, str | bytes):
             if len(content) > 2 * self.max_body:
-                raise http.HttpError(413, f"request larger than the {self.max_body}-byte limit")
+                raise http1.HttpError(413, f"request larger than the {self.max_body}-byte limit")
             try:
                 content = json.loads(content)
             except ValueError:
-                raise http.HttpError(400, "request content is not JSON") from None
+                raise http1.HttpError(400, "request content is not JSON") from None
         if not isinstance(content, Mapping):
-            raise http.HttpError(400, "request content must be an object")
+            raise http1.HttpError(400, "request content must be an object")
         method = str(content.get("method") or msg.route.operation).upper()
         if method not in METHODS:
-            raise http.HttpError(400, f"method {method[:16]!r} is not one of {', '.join(sorted(METHODS))}")
+            raise http1.HttpError(400, f"method {method[:16]!r} is not one of {', '.join(sorted(METHODS))}")
         raw_body = content.get("body") or ""
         if not isinstance(raw_body, str):
-            raise http.HttpError(400, "body must be base64 text")
+            raise http1.HttpError(400, "body must be base64 text")
         if len(raw_body) > (self.max_body * 4) // 3 + 4:
-            raise http.HttpError(413, f"request body larger than the {self.max_body}-byte limit")
+            raise http1.HttpError(413, f"request body larger than the {self.max_body}-byte limit")
         try:
             body = base64.b64decode(raw_body, validate=True)
         except (binascii.Error, ValueError):
-            raise http.HttpError(400, "body is not valid base64") from None
+            raise http1.HttpError(400, "body is not valid base64") from None
         headers: list[tuple[str, str]] = []
         raw_headers = content.get("header") or {}
         if not isinstance(raw_headers, Mapping):
-            raise http.HttpError(400, "header must be an object")
+            raise http1.HttpError(400, "header must be an object")
         for name, values in raw_headers.items():
             for value in values if isinstance(values, list) else [values]:
                 headers.append((str(name), str(value)))
@@ -211,16 +210,16 @@ class ServiceBus:
     # --- edge app -> cloud ----------------------------------------------------------------------------
     async def _serve_app(self, ctx: beehive.Bus, stream: trio.SocketStream) -> None:
         async with stream, self._limiter:
-            conn = http.server_connection()
+            conn = http1.server_connection()
             try:
                 with trio.fail_after(self.timeout + 5):
                     try:
-                        request = await http.read_request(conn, stream, self.max_body)
+                        request = await http1.read_request(conn, stream, self.max_body)
                         code, text, body = await self._forward(ctx, request.body)
-                    except http.HttpError as e:
+                    except http1.HttpError as e:
                         code, text, body = e.status, e.message, None
                     answer = json.dumps({"code": code, "msg": text, "body": body}).encode()
-                    await http.write_response(conn, stream, 200, answer)
+                    await http1.write_response(conn, stream, 200, answer)
             except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 _log.debug("servicebus client dropped", error=repr(e))
 

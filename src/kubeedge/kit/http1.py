@@ -1,9 +1,10 @@
 """Bounded HTTP/1.1 exchanges over trio streams with h11: one request read (server side), one call (client side).
 
-Owns the size and time bounds of ServiceBus's HTTP: heads at most
-:data:`~kubeedge.kit.limits.SERVICEBUS_MAX_HEADER_BYTES`, bodies at most the ``max_body`` given (upstream
-CVE-2022-31073 was an unbounded body), every exchange under the caller's deadline. One request per
-connection (``Connection: close``): ServiceBus traffic is a few calls, not a hot path.
+Shared by the edge's ServiceBus and the cloud's Router. Owns the size bounds of their HTTP: heads at most
+``max_head`` (default :data:`~kubeedge.kit.limits.SERVICEBUS_MAX_HEADER_BYTES`), bodies at most the
+``max_body`` given (upstream CVE-2022-31073 was an unbounded body); every exchange runs under the
+caller's deadline. One request per connection (``Connection: close``): this traffic is a few calls, not
+a hot path.
 
 Failures: :class:`HttpError` carries the HTTP status to report (400 malformed, 413 too large, 502 the
 app failed, 504 timed out) and a message naming what was wrong.
@@ -90,9 +91,9 @@ def _text_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
 
 
-def server_connection() -> h11.Connection:
-    """A server-side h11 connection with ServiceBus's head bound."""
-    return h11.Connection(h11.SERVER, max_incomplete_event_size=limits.SERVICEBUS_MAX_HEADER_BYTES)
+def server_connection(max_head: int = limits.SERVICEBUS_MAX_HEADER_BYTES) -> h11.Connection:
+    """A server-side h11 connection whose request head may be at most ``max_head`` bytes."""
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
 
 
 async def read_request(conn: h11.Connection, stream: trio.abc.Stream, max_body: int) -> Exchange:
@@ -113,11 +114,17 @@ async def write_response(
     status: int,
     body: bytes,
     content_type: str = "application/json",
+    extra_headers: list[tuple[str, str]] | None = None,
 ) -> None:
-    """Send a complete response and close the connection's HTTP side."""
+    """Send a complete response and close the connection's HTTP side (hop-by-hop ``extra_headers`` dropped)."""
     if conn.our_state not in {h11.IDLE, h11.SEND_RESPONSE}:
         return
     headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Connection", "close")]
+    headers += [
+        (n, v)
+        for n, v in extra_headers or []
+        if n.lower().encode() not in _HOP_BY_HOP and n.lower() != "content-type"
+    ]
     try:
         data = conn.send(
             h11.Response(status_code=status, headers=headers, reason=b"OK" if status == 200 else b"")
