@@ -141,6 +141,8 @@ class Session:
     wake: trio.Event = field(default_factory=trio.Event)
     end_code: CloseCode = CloseCode.NORMAL
     end_reason: str = ""
+    cert_serial: int | None = None
+    """Serial number of the client certificate this session was opened with."""
 
     def end(self, code: CloseCode, reason: str) -> None:
         """Ask the session to close with ``code``/``reason`` (idempotent; the first reason wins)."""
@@ -310,7 +312,7 @@ class CloudHub:
                 nursery.cancel_scope.cancel()
                 return
             node = headers[wslink.HEADER_NODE_ID.lower()]
-            await self._run_session(node, remote, ws, stream)
+            await self._run_session(node, remote, ws, stream, wslink.peer_serial(tls))
             nursery.cancel_scope.cancel()
 
     def _check(self, headers: dict[str, str], common_name: str) -> tuple[CloseCode, str] | None:
@@ -335,7 +337,9 @@ class CloudHub:
             return CloseCode.TRY_AGAIN_LATER, f"nodeLimit {self.settings.node_limit} reached"
         return None
 
-    async def _run_session(self, node: str, remote: str, ws: Any, stream: wslink.ActivityStream) -> None:
+    async def _run_session(
+        self, node: str, remote: str, ws: Any, stream: wslink.ActivityStream, cert_serial: int | None = None
+    ) -> None:
         s = self.settings
         now = trio.current_time()
         acked_version = self._acked_version
@@ -354,13 +358,20 @@ class CloudHub:
                 acked_version=(lambda uid: acked_version(node, uid)) if acked_version else None,
             ),
             last_keepalive=now,
+            cert_serial=cert_serial,
         )
         old = self._sessions.get(node)
         if old is not None:
             _log.info("session replaced", node=node, old_remote=old.remote, remote=remote)
             old.end(CloseCode.REPLACED, "replaced by a newer connection of this node")
         self._sessions[node] = session
-        _log.info("session opened", node=node, remote=remote, sessions=len(self._sessions))
+        _log.info(
+            "session opened",
+            node=node,
+            remote=remote,
+            serial=f"{cert_serial:x}" if cert_serial is not None else "",
+            sessions=len(self._sessions),
+        )
         orderly = False
         try:
             await self._publish_event(node, Operation.CONNECTED)
