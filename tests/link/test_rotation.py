@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -18,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kubeedge.cloud.cloudhub import certserver
+from kubeedge.edge import app
 from kubeedge.edge.edgehub.hub import EdgeHub
 from kubeedge.edge.edgehub.rotation import (
     OVERDUE_SPREAD,
@@ -27,8 +29,11 @@ from kubeedge.edge.edgehub.rotation import (
     RotationSettings,
     check_issued,
 )
+from kubeedge.edge.status import providers
+from kubeedge.kit import config as kconfig
 from kubeedge.kit import pki as kit_pki
 from kubeedge.kit import tls
+from kubeedge.kit.config.edgecore import EdgeCoreConfig
 
 from .conftest import PKI, RunningCloud, make_edge, start_cloud
 
@@ -314,3 +319,40 @@ async def test_failed_renewals_are_retried_while_the_session_stays_up(
     assert expected in rotator.last_error
     assert len(failed) == rotator.failures
     assert rotator.next_attempt is not None
+
+
+def _edgecore_config(files: EdgeFiles, **edge_hub: object) -> EdgeCoreConfig:
+    cfg = kconfig.default_edgecore()
+    hub_cfg = dataclasses.replace(
+        cfg.modules.edge_hub,
+        tls_ca_file=str(files.ca),
+        tls_cert_file=str(files.cert),
+        tls_private_key_file=str(files.key),
+        **edge_hub,  # type: ignore[arg-type]
+    )
+    modules = dataclasses.replace(cfg.modules, edge_hub=hub_cfg)
+    return dataclasses.replace(cfg, modules=modules)
+
+
+async def test_edgecore_wiring_publishes_renewals_on_the_status_board(
+    pki: PKI, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    files = _joined_edge(pki, tmp_path, "edge-w", validity=dt.timedelta(days=1), backdate=dt.timedelta(0))
+    with trio.fail_after(20):
+        url = await _cert_service(nursery, pki)
+        cfg = _edgecore_config(files, http_server=url)
+        board = providers.board_from_config(cfg, started_at=0.0)
+        hub = make_edge(pki, "127.0.0.1:1", "edge-w", ctx=app.tls_context(cfg))
+        assert app.cert_rotator(_edgecore_config(files, rotate_certificates=False), hub, board) is None
+        assert app.cert_rotator(_edgecore_config(files, http_server=""), hub, board) is None
+        rotator = app.cert_rotator(cfg, hub, board)
+        assert rotator is not None
+        assert rotator.settings.cert_file == files.cert
+        cert = await rotator.rotate_once()
+    assert board.certificate.not_after == cert.not_valid_after_utc.timestamp()
+    assert board.certificate.path == str(files.cert)
+    assert "system:node:edge-w" in board.certificate.subject
+    rotated_events = [e for e in board.events if e.reason == "CertificateRotated"]
+    assert len(rotated_events) == 1
+    assert f"{cert.serial_number:x}" in rotated_events[0].message
+    assert files.read_cert().serial_number == cert.serial_number
