@@ -87,7 +87,8 @@ class HubSettings:
     answer_keepalives: bool = True
     """Answer each keepalive with a websocket pong so edges need not ping (off: behave as upstream)."""
     authorize_nodes: bool = True
-    """Require certificate CN ``system:node:<node_id>`` (upstream ``authorization.enable``, off there)."""
+    """Require certificate CN ``system:node:<node_id>`` (config: ``nodeAuthorization.enable``, a kubeedge-py
+    extension; upstream checks only under ``authorization.enable``, off by default)."""
     ack_timeout: float = 5.0
     max_in_flight: int = 64
     ack_queue_size: int = limits.NODE_SEND_QUEUE
