@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -118,7 +119,7 @@ def check_issued(
         raise RotationError(str(exc)) from exc
     try:
         cert.verify_directly_issued_by(ca)
-    except Exception as exc:  # ValueError, TypeError or InvalidSignature: all mean "not from our CA"
+    except (ValueError, TypeError, InvalidSignature) as exc:
         raise RotationError(f"new certificate is not issued by the CA ({type(exc).__name__}: {exc})") from exc
     cn = pki.common_name(cert.subject)
     if cn != pki.node_common_name(node):
@@ -260,7 +261,7 @@ class CertRotator:
                 abandon_on_cancel=True,
             )
         except (certclient.CertServiceError, pki.PKIError) as exc:
-            raise RotationError(f"certificate service refused or unreachable: {exc}") from exc
+            raise RotationError(f"certificate request failed: {exc}") from exc
         cert = check_issued(der, ca=ca, key=key, node=self._node, now=pki.utcnow())
         _log.info("new node certificate received", serial=f"{cert.serial_number:x}")
         try:
