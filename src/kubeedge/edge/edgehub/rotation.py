@@ -211,10 +211,8 @@ class CertRotator:
     async def run(self, *, task_status: trio.TaskStatus[CertRotator] = trio.TASK_STATUS_IGNORED) -> None:
         """Renew forever: plan from the certificate on disk, renew at the instant, retry failures."""
         s = self.settings
-        done = await trio.to_thread.run_sync(pki.complete_pair, s.cert_file, s.key_file)
-        if done:
-            _log.warning("finished an interrupted certificate renewal", action=done, cert=str(s.cert_file))
         try:
+            await self._settle_pair()
             cert: x509.Certificate | None = await trio.to_thread.run_sync(read_cert, s.cert_file)
         except RotationError as exc:
             # Without a readable certificate EdgeHub cannot connect either; keep trying so a fixed file is used.
@@ -236,9 +234,11 @@ class CertRotator:
     async def rotate_once(self) -> x509.Certificate:
         """One renewal: new key and CSR, signed over mutual TLS, checked, installed, EdgeHub reconnected.
 
-        Returns the installed certificate; raises :class:`RotationError` (nothing is changed on disk then).
+        Returns the installed certificate; raises :class:`RotationError`, after which the files on disk are
+        still a matching pair (the old one, or at worst staged files that the next attempt settles).
         """
         s = self.settings
+        await self._settle_pair()
         current = await trio.to_thread.run_sync(read_cert, s.cert_file)
         if pki.utcnow() >= current.not_valid_after_utc:
             raise RotationError(
@@ -282,6 +282,16 @@ class CertRotator:
         if self._on_rotated is not None:
             self._on_rotated(cert)
         return cert
+
+    async def _settle_pair(self) -> None:
+        """Finish or discard a renewal interrupted by a crash or a failed write (see ``pki.complete_pair``)."""
+        s = self.settings
+        try:
+            done = await trio.to_thread.run_sync(pki.complete_pair, s.cert_file, s.key_file)
+        except OSError as exc:
+            raise RotationError(f"cannot settle an interrupted renewal: {exc}") from exc
+        if done:
+            _log.warning("finished an interrupted certificate renewal", action=done, cert=str(s.cert_file))
 
     def _plan(self, cert: x509.Certificate) -> None:
         due = self._schedule.plan(
