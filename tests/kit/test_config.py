@@ -12,6 +12,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kubeedge.cli import cloudapp
 from kubeedge.kit import config, limits
 from kubeedge.kit.config import _schema
 
@@ -19,7 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 HOST = config.HostFacts("192.0.2.2", "vm")
 """What the machine that generated the upstream fixtures had."""
 
-EXTENSIONS = {"embeddedAPIServer", "statusServer"}
+EXTENSIONS = {"embeddedAPIServer", "statusServer", "nodeAuthorization"}
 """Top-level keys kubeedge-py adds to upstream's files."""
 ADDED_OPTIONAL = {"nodeIP", "nodeLabels", "clusterDNS"}
 """Upstream keys left out of upstream's generated files (omitempty) that kubeedge-py models and writes."""
@@ -69,6 +70,9 @@ def test_upstream_cloudcore_default_loads_and_takes_effect() -> None:
     assert hub.advertise_address == ("192.0.2.2",)
     assert hub.websocket.port == 10000
     assert hub.authorization.modes[0].node.enable is True
+    assert hub.authorization.enable is False  # upstream's default ...
+    assert hub.node_authorization_enforced  # ... does not switch kubeedge-py's node identity check off
+    assert cloudapp.hub_settings(cfg).authorize_nodes
     assert cfg.modules.edge_controller.load.create_pod_works == 4
     assert cfg.kube_api_config.qps == 2500.0
     assert cfg.embedded_api_server_enabled  # empty kubeConfig and master: a fresh install
@@ -78,6 +82,7 @@ def test_upstream_cloudcore_default_loads_and_takes_effect() -> None:
 def test_upstream_cloudcore_min_loads_and_takes_effect() -> None:
     cfg = config.load_cloudcore(FIXTURES / "cloudcore-min.yaml")
     assert cfg.modules.cloud_hub.node_limit == 1000
+    assert cfg.modules.cloud_hub.node_authorization_enforced
     assert cfg.modules.cloud_hub.enable is False  # what upstream's generator wrote, taken as written
     assert cfg.modules.edge_controller.buffer.create_lease == 1524  # absent key: default
     assert_covers(fixture("cloudcore-min.yaml"), _schema.to_plain(cfg))
@@ -284,6 +289,10 @@ EDGE_HEAD = "apiVersion: edgecore.config.kubeedge.io/v1alpha2\nkind: EdgeCore\n"
         (
             CLOUD_HEAD + "modules: {cloudHub: {authorization: {modes: [{node: {enable: 1}}]}}}",
             "modules.cloudHub.authorization.modes[0].node.enable: expected true or false, got 1",
+        ),
+        (
+            CLOUD_HEAD + "modules: {cloudHub: {nodeAuthorization: {enable: 'false'}}}",
+            "modules.cloudHub.nodeAuthorization.enable: expected true or false",
         ),
         (
             CLOUD_HEAD + "modules: {cloudHub: {advertiseAddress: [10.0.0.1, cloud.example]}}",

@@ -410,3 +410,68 @@ def test_a_creator_that_finds_a_published_key_waits_for_and_loads_the_winners_ca
     assert loaded.hash == winner.hash
     assert loaded.key_der == winner.key_der
     assert sorted(p.name for p in tmp_path.iterdir()) == [".pki.lock", "rootCA.crt", "rootCA.key"]
+
+
+# --- replacing a node's certificate and key as a pair ---------------------------------------------------------
+
+
+def _node_pair(ca: pki.CertificateAuthority) -> tuple[bytes, bytes]:
+    key = pki.new_key()
+    cert = ca.sign_csr(pki.new_node_csr(key, "edge-1"), now=NOW)
+    return pki.cert_to_pem(cert), pki.key_to_pem(key)
+
+
+def _pair_matches(crt: Path, key: Path) -> bool:
+    cert = pki.load_cert_pem(crt.read_bytes(), source=str(crt))
+    return pki.same_public_key(pki.load_key_pem(key.read_bytes(), source=str(key)), cert)
+
+
+def test_install_pair_replaces_both_files_with_modes_and_no_leftovers(tmp_path: Path) -> None:
+    ca = pki.new_ca(now=NOW)
+    crt, key = tmp_path / "server.crt", tmp_path / "server.key"
+    old_cert, old_key = _node_pair(ca)
+    crt.write_bytes(old_cert)
+    key.write_bytes(old_key)
+    new_cert, new_key = _node_pair(ca)
+    pki.install_pair(crt, new_cert, key, new_key)
+    assert (crt.read_bytes(), key.read_bytes()) == (new_cert, new_key)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(crt.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["server.crt", "server.key"]
+    assert pki.complete_pair(crt, key) == ""
+
+
+@pytest.mark.parametrize(
+    ("crashed_after", "outcome", "expect_new"),
+    [
+        ("staging the key", "discarded a staged key", False),
+        ("staging both", "installed the staged certificate and key", True),
+        ("renaming the key", "installed the staged certificate", True),
+        ("a stale certificate stage", "discarded a staged certificate", False),
+    ],
+)
+def test_complete_pair_repairs_every_crash_point_of_install_pair(
+    tmp_path: Path, crashed_after: str, outcome: str, expect_new: bool
+) -> None:
+    ca = pki.new_ca(now=NOW)
+    crt, key = tmp_path / "server.crt", tmp_path / "server.key"
+    old_cert, old_key = _node_pair(ca)
+    new_cert, new_key = _node_pair(ca)
+    crt.write_bytes(old_cert)
+    key.write_bytes(old_key)
+    staged_crt, staged_key = tmp_path / "server.crt.new", tmp_path / "server.key.new"
+    # Recreate the files install_pair leaves when interrupted at each point.
+    if crashed_after == "staging the key":
+        staged_key.write_bytes(new_key)
+    elif crashed_after == "staging both":
+        staged_key.write_bytes(new_key)
+        staged_crt.write_bytes(new_cert)
+    elif crashed_after == "renaming the key":
+        key.write_bytes(new_key)
+        staged_crt.write_bytes(new_cert)
+    else:  # a staged certificate that belongs to no key on disk
+        staged_crt.write_bytes(_node_pair(ca)[0])
+    assert pki.complete_pair(crt, key).startswith(outcome)
+    assert _pair_matches(crt, key)
+    assert crt.read_bytes() == (new_cert if expect_new else old_cert)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["server.crt", "server.key"]

@@ -1,15 +1,14 @@
 """Fixtures for the cloud-edge link: a throwaway P-256 PKI, ssl contexts, and a running CloudHub.
 
-The PKI is real (``cryptography``): a KubeEdge-style CA, a server certificate
-for 127.0.0.1, node client certificates with CN ``system:node:<node>``, and a
-second, unrelated CA for a foreign certificate. Everything is made once per
-session in a temporary directory.
+The PKI is the production one (:mod:`kubeedge.kit.pki` issues, :mod:`kubeedge.kit.tls`
+builds the contexts): a KubeEdge CA, a server certificate for 127.0.0.1, node client
+certificates with CN ``system:node:<node>``, and a second, unrelated CA for a foreign
+certificate. Everything is made once per session in a temporary directory.
 """
 
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -22,133 +21,78 @@ import pytest
 import trio
 import trio_websocket
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
 
 from kubeedge.cloud.cloudhub.hub import CloudHub, HubSettings
 from kubeedge.edge.edgehub.hub import EdgeHub, EdgeHubSettings
+from kubeedge.kit import pki as kit_pki
+from kubeedge.kit import tls
 from kubeedge.proto.message import Message
 
-
-def _name(cn: str, org: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-    return x509.Name(attrs)
+TEST_VALIDITY = datetime.timedelta(days=1)
+"""Lifetime of every certificate the fixtures issue (long enough for any test run)."""
 
 
 @dataclass
 class CA:
-    """A certificate authority that issues P-256 certificates into ``directory``."""
+    """A KubeEdge CA (:func:`kubeedge.kit.pki.new_ca`) that issues P-256 certificates into ``directory``."""
 
     directory: Path
-    cn: str
-    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
-    cert: x509.Certificate | None = None
+    name: str
+    """Prefix of the files this CA writes (two CAs may share a directory)."""
+    authority: kit_pki.CertificateAuthority = field(init=False)
 
     def __post_init__(self) -> None:
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(self.cn))
-            .issuer_name(_name(self.cn))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        self.ca_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.authority = kit_pki.new_ca(now=kit_pki.utcnow())
+        self.ca_path.write_bytes(kit_pki.cert_to_pem(self.authority.cert))
 
     @property
     def ca_path(self) -> Path:
-        return self.directory / f"{self.cn}-ca.crt"
+        return self.directory / f"{self.name}-ca.crt"
 
-    def issue(self, cn: str, *, org: str | None = None, server: bool = False) -> tuple[Path, Path]:
-        """A leaf certificate and key (PEM files); ``server`` adds 127.0.0.1/localhost SANs."""
-        assert self.cert is not None
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(cn, org))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-        )
+    def issue(self, cn: str, *, server: bool = False) -> tuple[Path, Path]:
+        """A certificate and key (PEM files): a node's for CN ``cn``, or with ``server`` the cloud's (SANs
+        127.0.0.1 and localhost)."""
+        key = kit_pki.new_key()
         if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
+            sans = kit_pki.SubjectAltNames.from_config(["127.0.0.1"], ["localhost"])
+            cert = self.authority.issue_server_cert(key, sans, now=kit_pki.utcnow(), validity=TEST_VALIDITY)
+        else:
+            subject = x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, kit_pki.NODE_ORGANIZATION),
+                ]
             )
-        cert = builder.sign(self.key, hashes.SHA256())
+            csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+            cert = self.authority.sign_csr(csr, now=kit_pki.utcnow(), validity=TEST_VALIDITY)
         stem = cn.replace(":", "_")
-        cert_path = self.directory / f"{self.cn}-{stem}.crt"
-        key_path = self.directory / f"{self.cn}-{stem}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-        )
+        cert_path = self.directory / f"{self.name}-{stem}.crt"
+        key_path = self.directory / f"{self.name}-{stem}.key"
+        cert_path.write_bytes(kit_pki.cert_to_pem(cert))
+        key_path.write_bytes(kit_pki.key_to_pem(key))
         return cert_path, key_path
 
 
 @dataclass
 class PKI:
-    """The link's test PKI: builds server and client ssl contexts."""
+    """The link's test PKI: builds server and client ssl contexts with :mod:`kubeedge.kit.tls`."""
 
     ca: CA
     foreign: CA
     server_cert: tuple[Path, Path]
 
     def server_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(self.ca.ca_path))
-        ctx.load_cert_chain(*map(str, self.server_cert))
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.num_tickets = 0
-        return ctx
+        return tls.cloud_hub_context(self.ca.ca_path, *self.server_cert)
 
-    def client_context(
-        self, node: str | None, *, ca: CA | None = None, cn: str | None = None
-    ) -> ssl.SSLContext:
+    def client_context(self, node: str | None, *, ca: CA | None = None) -> ssl.SSLContext:
         """Client context trusting our CA, with a cert for ``node`` (CN ``system:node:<node>``) from ``ca``."""
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca.ca_path))
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if node is not None or cn is not None:
-            issuer = ca or self.ca
-            cert, key = issuer.issue(cn or f"system:node:{node}", org="system:nodes")
-            ctx.load_cert_chain(str(cert), str(key))
-        return ctx
+        if node is None:
+            return tls.edge_client_context(self.ca.ca_path)
+        return tls.edge_client_context(
+            self.ca.ca_path, *(ca or self.ca).issue(kit_pki.node_common_name(node))
+        )
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +100,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     directory = tmp_path_factory.mktemp("link-pki")
     ca = CA(directory, "KubeEdge")
     foreign = CA(directory, "Foreign")
-    return PKI(ca=ca, foreign=foreign, server_cert=ca.issue("cloudhub-server", org="KubeEdge", server=True))
+    return PKI(ca=ca, foreign=foreign, server_cert=ca.issue("cloudhub-server", server=True))
 
 
 @dataclass

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+import pytest
 import trio
 
+from kubeedge.cli import cloudapp
 from kubeedge.edge.edgehub.hub import EdgeHub, is_connect_event
+from kubeedge.kit import config
 from kubeedge.kit.wslink import CloseCode
 from kubeedge.proto.message import Message
 from kubeedge.proto.vocab import CLOUD_CONNECTED, CLOUD_DISCONNECTED, Operation
@@ -117,13 +121,37 @@ async def test_refused_clients(pki: PKI, cloud: RunningCloud, nursery: trio.Nurs
         assert "system:node:edge-a" in impostor.last_close[1]
 
 
-async def test_node_authorization_can_be_switched_off(pki: PKI, nursery: trio.Nursery) -> None:
+@pytest.mark.parametrize(
+    ("cloud_hub_yaml", "enforced"),
+    [
+        ("{}", True),
+        ("{authorization: {enable: false, debug: true}}", True),  # upstream's default keeps our check on
+        ("{nodeAuthorization: {enable: false}}", False),
+        ("{nodeAuthorization: {enable: false}, authorization: {enable: true, debug: true}}", False),
+        ("{nodeAuthorization: {enable: false}, authorization: {enable: true, debug: false}}", True),
+    ],
+)
+async def test_node_authorization_config_key(
+    pki: PKI, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, cloud_hub_yaml: str, enforced: bool
+) -> None:
+    """``modules.cloudHub.nodeAuthorization.enable`` decides whether node A's certificate may claim node B."""
+    with caplog.at_level(logging.WARNING, logger="kubeedge.cli.cloudapp"):
+        configured = cloudapp.hub_settings(config.load_cloudcore(f"modules: {{cloudHub: {cloud_hub_yaml}}}"))
+    assert configured.authorize_nodes is enforced
+    assert ("node authorization is OFF" in caplog.text) is not enforced
     with trio.fail_after(10):
-        cloud = await start_cloud(nursery, pki, authorize_nodes=False)
+        cloud = await start_cloud(nursery, pki, authorize_nodes=configured.authorize_nodes)
         edge = make_edge(pki, cloud.server, "edge-b", ctx=pki.client_context("edge-a"))
         await nursery.start(edge.run)
-        await _connected(edge)
-        assert cloud.hub.nodes == ["edge-b"]
+        if enforced:
+            await _wait_for(lambda: edge.dials >= 2, "a redial")
+            assert edge.last_close is not None
+            assert edge.last_close[0] == CloseCode.NODE_FORBIDDEN
+            assert cloud.hub.nodes == []
+            assert not edge.connected
+        else:
+            await _connected(edge)
+            assert cloud.hub.nodes == ["edge-b"]
 
 
 async def test_node_limit_closes_with_code(pki: PKI, nursery: trio.Nursery) -> None:

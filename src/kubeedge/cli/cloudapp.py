@@ -58,14 +58,20 @@ def apiserver_settings(cfg: CloudCoreConfig) -> apiserver.Settings:
 
 
 def hub_settings(cfg: CloudCoreConfig) -> HubSettings:
-    """CloudHub's websocket settings from ``modules.cloudHub``."""
+    """CloudHub's websocket settings from ``modules.cloudHub``; logs a warning when node authorization is off."""
     hub = cfg.modules.cloud_hub
+    if not hub.node_authorization_enforced:
+        _log.warning(
+            "node authorization is OFF: a node's certificate may connect as any node "
+            "(modules.cloudHub.nodeAuthorization.enable: false)"
+        )
     return HubSettings(
         address=hub.websocket.address,
         port=hub.websocket.port,
         node_limit=hub.node_limit,
         keepalive_interval=float(hub.keepalive_interval),
         write_timeout=float(hub.write_timeout),
+        authorize_nodes=hub.node_authorization_enforced,
     )
 
 

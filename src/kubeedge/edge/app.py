@@ -2,7 +2,9 @@
 
 Owns the glue between the standalone edge components and the module runtime:
 
-- ``websocket`` (group ``hub``) runs :class:`~kubeedge.edge.edgehub.hub.EdgeHub`. Cloud messages that answer
+- ``websocket`` (group ``hub``) runs :class:`~kubeedge.edge.edgehub.hub.EdgeHub` and, with
+  ``edgeHub.rotateCertificates``, its :class:`~kubeedge.edge.edgehub.rotation.CertRotator` (renewals are
+  published on the status board's link section and as events). Cloud messages that answer
   an edge request (``parent_msg_id`` set) go to the waiting ``send_sync`` caller; the others are routed by
   group: ``resource`` to MetaManager, ``twin`` to DeviceTwin, ``user`` to the bus modules. The edge-local
   ``cloud_connected``/``cloud_disconnected`` broadcasts go to every module that tracks the link. Messages
@@ -36,12 +38,14 @@ from typing import Any, Final
 
 import trio
 import yaml
+from cryptography import x509
 
 from kubeedge.edge.devicetwin.module import DeviceTwin
 from kubeedge.edge.edged import config as edged_config
 from kubeedge.edge.edged import service as edged_service
 from kubeedge.edge.edged.manager import PodManager, PodStatusReport
 from kubeedge.edge.edgehub.hub import EdgeHub, EdgeHubSettings, NotConnected, is_connect_event
+from kubeedge.edge.edgehub.rotation import CertRotator, RotationSettings
 from kubeedge.edge.eventbus.eventbus import EventBus
 from kubeedge.edge.metamanager import manager as mm
 from kubeedge.edge.metamanager import resources as res
@@ -50,7 +54,7 @@ from kubeedge.edge.servicebus.module import ServiceBus
 from kubeedge.edge.status import providers
 from kubeedge.edge.status.board import Provider, StatusBoard
 from kubeedge.edge.status.server import StatusModule
-from kubeedge.kit import beehive, limits, log, tls
+from kubeedge.kit import beehive, limits, log, pki, tls
 from kubeedge.kit import config as kconfig
 from kubeedge.kit import status as st
 from kubeedge.kit.config.edgecore import EdgeCoreConfig
@@ -99,8 +103,9 @@ class HubModule:
     name = WEBSOCKET
     group = "hub"
 
-    def __init__(self, hub: EdgeHub, present: Sequence[str]) -> None:
+    def __init__(self, hub: EdgeHub, present: Sequence[str], rotator: CertRotator | None = None) -> None:
         self.hub = hub
+        self.rotator = rotator
         self._present = frozenset(present)
 
     def _route(self, msg: Message) -> str | None:
@@ -121,6 +126,8 @@ class HubModule:
         """Run EdgeHub, route inbound messages, forward outbound ones."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.hub.run)
+            if self.rotator is not None:
+                await nursery.start(self.rotator.run)
             nursery.start_soon(self._inbound, ctx)
             task_status.started()
             async for msg in ctx:
@@ -501,6 +508,49 @@ def _link_provider(hub: EdgeHub) -> Provider:
     return provide
 
 
+def cert_rotator(cfg: EdgeCoreConfig, hub: EdgeHub, board: StatusBoard) -> CertRotator | None:
+    """The certificate rotator for ``hub`` (None when ``edgeHub.rotateCertificates`` is off or cannot work).
+
+    Each renewal replaces ``board.certificate`` and adds an event; each failure adds a warning event.
+    """
+    hub_cfg = cfg.modules.edge_hub
+    if not hub_cfg.rotate_certificates:
+        _log.info("certificate rotation off (modules.edgeHub.rotateCertificates: false)")
+        return None
+    if not hub_cfg.http_server:
+        _log.warning("certificate rotation off: modules.edgeHub.httpServer is empty")
+        return None
+    settings = RotationSettings(
+        service_url=hub_cfg.http_server,
+        ca_file=Path(hub_cfg.tls_ca_file),
+        cert_file=Path(hub_cfg.tls_cert_file),
+        key_file=Path(hub_cfg.tls_private_key_file),
+    )
+
+    def rotated(cert: x509.Certificate) -> None:
+        board.certificate = st.CertificateStatus(
+            path=hub_cfg.tls_cert_file,
+            subject=cert.subject.rfc4514_string(),
+            not_after=cert.not_valid_after_utc.timestamp(),
+        )
+        board.event(
+            st.Severity.INFO,
+            "edgehub",
+            "CertificateRotated",
+            f"new certificate serial {cert.serial_number:x}, valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC",
+        )
+
+    def failed(reason: str, retry_in: float) -> None:
+        board.event(
+            st.Severity.WARNING,
+            "edgehub",
+            "CertificateRotationFailed",
+            f"{reason} (retry in {retry_in:.0f} s)",
+        )
+
+    return CertRotator(hub, settings, on_rotated=rotated, on_failed=failed)
+
+
 def tls_context(cfg: EdgeCoreConfig) -> ssl.SSLContext:
     """EdgeHub's client context from ``edgeHub.tlsCaFile``/``tlsCertFile``/``tlsPrivateKeyFile``.
 
@@ -514,6 +564,10 @@ def tls_context(cfg: EdgeCoreConfig) -> ssl.SSLContext:
     ):
         if not Path(path).is_file():
             raise FileNotFoundError(f"modules.edgeHub.{key}: {path}: no such file (run keadm join first)")
+    # A renewal interrupted by a crash left staged files: settle on one whole pair before loading it.
+    done = pki.complete_pair(Path(hub_cfg.tls_cert_file), Path(hub_cfg.tls_private_key_file))
+    if done:
+        _log.warning("finished an interrupted certificate renewal", action=done)
     return tls.edge_client_context(
         Path(hub_cfg.tls_ca_file), Path(hub_cfg.tls_cert_file), Path(hub_cfg.tls_private_key_file)
     )
@@ -555,7 +609,7 @@ def build_modules(cfg: EdgeCoreConfig, store: MetaStore, context: ssl.SSLContext
     if cfg.modules.meta_manager.enable:
         modules.append(MetaModule(cfg, store, hub, present, board))
     if hub_cfg.enable:
-        modules.append(HubModule(hub, present))
+        modules.append(HubModule(hub, present, cert_rotator(cfg, hub, board)))
     if cfg.modules.event_bus.enable:
         bus = EventBus(cfg.modules.event_bus, store=store, node_name=node)
         board.add_provider("eventbus", providers.MqttProvider(bus))

@@ -46,7 +46,9 @@ def _call(request: urllib.request.Request, context: ssl.SSLContext, timeout: flo
         with urllib.request.urlopen(request, context=context, timeout=timeout) as resp:
             data: bytes = resp.read(limits.CERT_HTTP_MAX_RESPONSE + 1)
     except urllib.error.HTTPError as exc:
-        reason = exc.read(4096).decode("utf-8", errors="replace").strip() or exc.reason
+        # The error carries the open response: close it, or its socket lingers until garbage collection.
+        with exc:
+            reason = exc.read(4096).decode("utf-8", errors="replace").strip() or exc.reason
         raise CertServiceError(f"{request.full_url}: HTTP {exc.code}: {reason}", status=exc.code) from exc
     except (urllib.error.URLError, OSError) as exc:
         why = exc.reason if isinstance(exc, urllib.error.URLError) else exc

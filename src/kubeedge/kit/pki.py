@@ -13,6 +13,8 @@ Invariants:
   error (:class:`PKIError` naming the file), never a reason to make a new one.
 - A server certificate is reissued (from the same CA) when it is missing, unreadable, not issued by the CA,
   expired, or its SANs differ from the configured ones; otherwise it is loaded unchanged.
+- A node certificate and its key are replaced as a pair (:func:`install_pair`): after any crash,
+  :func:`complete_pair` restores a matching pair, old or new.
 - Every file read is bounded by :data:`kubeedge.kit.limits.PKI_MAX_FILE_BYTES`.
 
 Functions take an explicit ``now`` (timezone-aware UTC) so that validity windows are testable.
@@ -138,7 +140,8 @@ def _is_p256(public: object) -> bool:
     return isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == _CURVE_NAME
 
 
-def _same_public_key(a: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> bool:
+def same_public_key(a: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> bool:
+    """True when ``cert`` certifies the public half of ``a``."""
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return a.public_key().public_bytes(*fmt) == cert.public_key().public_bytes(*fmt)
 
@@ -277,7 +280,12 @@ class CertificateAuthority:
         return ca_hash(self.cert_der)
 
     def _builder(
-        self, subject: x509.Name, public: ec.EllipticCurvePublicKey, now: dt.datetime, validity: dt.timedelta
+        self,
+        subject: x509.Name,
+        public: ec.EllipticCurvePublicKey,
+        now: dt.datetime,
+        validity: dt.timedelta,
+        backdate: dt.timedelta = CLOCK_SKEW,
     ) -> x509.CertificateBuilder:
         return (
             x509.CertificateBuilder()
@@ -285,7 +293,7 @@ class CertificateAuthority:
             .issuer_name(self.cert.subject)
             .public_key(public)
             .serial_number(_serial())
-            .not_valid_before(now - CLOCK_SKEW)
+            .not_valid_before(now - backdate)
             .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
@@ -339,13 +347,17 @@ class CertificateAuthority:
         usages: Sequence[ExtKeyUsage] = (ExtKeyUsage.CLIENT_AUTH,),
         validity: dt.timedelta = EDGE_CERT_VALIDITY,
         now: dt.datetime,
+        backdate: dt.timedelta = CLOCK_SKEW,
     ) -> x509.Certificate:
-        """Sign an already validated CSR, copying only its CN, O and SANs (as upstream)."""
+        """Sign an already validated CSR, copying only its CN, O and SANs (as upstream).
+
+        The certificate is valid from ``now - backdate`` (tolerating edges whose clock lags) to ``now + validity``.
+        """
         public = csr.public_key()
         if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != _CURVE_NAME:
             raise PKIError("CSR key must be ECDSA P-256")
         attrs = [a for a in csr.subject if a.oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME)]
-        builder = self._builder(x509.Name(attrs), public, now, validity).add_extension(
+        builder = self._builder(x509.Name(attrs), public, now, validity, backdate).add_extension(
             x509.ExtendedKeyUsage([_EKU_OIDS[u] for u in dict.fromkeys(usages)]), critical=False
         )
         names = SubjectAltNames.of(csr).general_names()
@@ -486,6 +498,71 @@ def write_replace(path: Path, data: bytes, *, mode: int) -> None:
         raise
 
 
+def _fsync_dir(directory: Path) -> None:
+    # A rename is durable only once its directory is: without this a power cut can undo the order of renames.
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _staged(path: Path) -> Path:
+    return path.with_name(f"{path.name}.new")
+
+
+def install_pair(cert_path: Path, cert_pem: bytes, key_path: Path, key_pem: bytes) -> None:
+    """Replace a certificate and its key so that no crash leaves a certificate beside a foreign key.
+
+    Both files are first staged complete and fsynced as ``<name>.new`` (key first, then certificate), then
+    renamed into place (key first, then certificate) and the directories fsynced. A crash in between leaves
+    staged files that :func:`complete_pair` finishes or discards; call it before loading the pair.
+    """
+    key_stage, cert_stage = _staged(key_path), _staged(cert_path)
+    write_replace(key_stage, key_pem, mode=KEY_FILE_MODE)
+    write_replace(cert_stage, cert_pem, mode=CERT_FILE_MODE)
+    for directory in {key_path.parent, cert_path.parent}:
+        _fsync_dir(directory)
+    os.replace(key_stage, key_path)
+    _fsync_dir(key_path.parent)
+    os.replace(cert_stage, cert_path)
+    _fsync_dir(cert_path.parent)
+
+
+def complete_pair(cert_path: Path, key_path: Path) -> str:
+    """Finish or discard an :func:`install_pair` interrupted by a crash; returns what was done.
+
+    The staged certificate is written only after the staged key is complete, so: both staged means both
+    are whole (install them); only the certificate staged means the key was already renamed (install the
+    certificate if it matches the key in place, else drop it); only the key staged means the certificate
+    never got written (drop the key, the old pair is intact). Returns ``""`` when nothing was pending.
+    """
+    key_stage, cert_stage = _staged(key_path), _staged(cert_path)
+    if cert_stage.exists():
+        if key_stage.exists():
+            os.replace(key_stage, key_path)
+            _fsync_dir(key_path.parent)
+            os.replace(cert_stage, cert_path)
+            _fsync_dir(cert_path.parent)
+            return "installed the staged certificate and key"
+        try:
+            cert = load_cert_pem(read_bounded(cert_stage), source=str(cert_stage))
+            key = load_key_pem(read_bounded(key_path), source=str(key_path))
+            matches = same_public_key(key, cert)
+        except (OSError, PKIError):
+            matches = False
+        if matches:
+            os.replace(cert_stage, cert_path)
+            _fsync_dir(cert_path.parent)
+            return "installed the staged certificate"
+        cert_stage.unlink()
+        return "discarded a staged certificate that does not match the key"
+    if key_stage.exists():
+        key_stage.unlink()
+        return "discarded a staged key without its certificate"
+    return ""
+
+
 @contextlib.contextmanager
 def _dir_lock(directory: Path) -> Iterator[None]:
     """An advisory exclusive ``flock`` on ``<directory>/.pki.lock`` (also excludes threads: one fd each)."""
@@ -507,7 +584,7 @@ def load_ca(cert_path: Path = DEFAULT_CA_CERT, key_path: Path = DEFAULT_CA_KEY) 
     """Load and check an existing CA (P-256, a CA certificate, key matching). Raises :class:`PKIError`."""
     cert = load_cert_pem(read_bounded(cert_path), source=str(cert_path))
     key = load_key_pem(read_bounded(key_path), source=str(key_path))
-    if not _same_public_key(key, cert):
+    if not same_public_key(key, cert):
         raise PKIError(f"{key_path} does not match the certificate {cert_path}")
     try:
         ca_flag = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -575,7 +652,7 @@ def load_or_issue_server_cert(
     else:
         if not ca.issued(cert):
             reason = "not issued by the CA"
-        elif not _same_public_key(key, cert):
+        elif not same_public_key(key, cert):
             reason = "key does not match certificate"
         elif now >= cert.not_valid_after_utc:
             reason = "expired"

@@ -86,6 +86,18 @@ def peer_common_name(ssl_stream: trio.SSLStream[Any]) -> str:
     return ""
 
 
+def peer_serial(ssl_stream: trio.SSLStream[Any]) -> int | None:
+    """The serial number of the verified peer certificate, None if there is none."""
+    cert = ssl_stream.getpeercert()
+    serial = cert.get("serialNumber") if cert else None
+    if not isinstance(serial, str):
+        return None
+    try:
+        return int(serial, 16)
+    except ValueError:
+        return None
+
+
 class ActivityStream(trio.abc.Stream):
     """A :class:`trio.abc.Stream` that records when bytes last arrived and when the peer went away.
 

@@ -87,7 +87,8 @@ class HubSettings:
     answer_keepalives: bool = True
     """Answer each keepalive with a websocket pong so edges need not ping (off: behave as upstream)."""
     authorize_nodes: bool = True
-    """Require certificate CN ``system:node:<node_id>`` (upstream ``authorization.enable``, off there)."""
+    """Require certificate CN ``system:node:<node_id>`` (config: ``nodeAuthorization.enable``, a kubeedge-py
+    extension; upstream checks only under ``authorization.enable``, off by default)."""
     ack_timeout: float = 5.0
     max_in_flight: int = 64
     ack_queue_size: int = limits.NODE_SEND_QUEUE
@@ -141,6 +142,8 @@ class Session:
     wake: trio.Event = field(default_factory=trio.Event)
     end_code: CloseCode = CloseCode.NORMAL
     end_reason: str = ""
+    cert_serial: int | None = None
+    """Serial number of the client certificate this session was opened with."""
 
     def end(self, code: CloseCode, reason: str) -> None:
         """Ask the session to close with ``code``/``reason`` (idempotent; the first reason wins)."""
@@ -310,7 +313,7 @@ class CloudHub:
                 nursery.cancel_scope.cancel()
                 return
             node = headers[wslink.HEADER_NODE_ID.lower()]
-            await self._run_session(node, remote, ws, stream)
+            await self._run_session(node, remote, ws, stream, wslink.peer_serial(tls))
             nursery.cancel_scope.cancel()
 
     def _check(self, headers: dict[str, str], common_name: str) -> tuple[CloseCode, str] | None:
@@ -335,7 +338,9 @@ class CloudHub:
             return CloseCode.TRY_AGAIN_LATER, f"nodeLimit {self.settings.node_limit} reached"
         return None
 
-    async def _run_session(self, node: str, remote: str, ws: Any, stream: wslink.ActivityStream) -> None:
+    async def _run_session(
+        self, node: str, remote: str, ws: Any, stream: wslink.ActivityStream, cert_serial: int | None = None
+    ) -> None:
         s = self.settings
         now = trio.current_time()
         acked_version = self._acked_version
@@ -354,13 +359,20 @@ class CloudHub:
                 acked_version=(lambda uid: acked_version(node, uid)) if acked_version else None,
             ),
             last_keepalive=now,
+            cert_serial=cert_serial,
         )
         old = self._sessions.get(node)
         if old is not None:
             _log.info("session replaced", node=node, old_remote=old.remote, remote=remote)
             old.end(CloseCode.REPLACED, "replaced by a newer connection of this node")
         self._sessions[node] = session
-        _log.info("session opened", node=node, remote=remote, sessions=len(self._sessions))
+        _log.info(
+            "session opened",
+            node=node,
+            remote=remote,
+            serial=f"{cert_serial:x}" if cert_serial is not None else "",
+            sessions=len(self._sessions),
+        )
         orderly = False
         try:
             await self._publish_event(node, Operation.CONNECTED)

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from kubeedge.kit import limits
 
+# Used with fullmatch: Python's "$" also matches before a trailing newline, Go's (upstream's) does not.
 KEY_RE: Final = re.compile(r"^[a-zA-Z0-9\-_.,:/@#]{1,128}$")
 VALUE_RE: Final = re.compile(r"^[a-zA-Z0-9\-_.,:/@#]{1,512}$")
 VALUE_TYPES: Final = frozenset({"string", "int", "integer", "float", "boolean", "deleted"})
@@ -148,7 +149,7 @@ def delta_of(twins: Mapping[str, Twin]) -> dict[str, str]:
 
 def check_key(name: Any, where: str = "property") -> str:
     """A valid twin or attribute key, or :class:`TwinError`."""
-    if not isinstance(name, str) or not KEY_RE.match(name):
+    if not isinstance(name, str) or not KEY_RE.fullmatch(name):
         raise TwinError(BAD_REQUEST, f"{where} key {str(name)[:140]!r}: must match {KEY_RE.pattern}")
     return name
 
@@ -158,7 +159,7 @@ def _check_value(name: str, value: Any, attr_type: str) -> str:
         raise TwinError(BAD_REQUEST, f"property {name!r}: value must be a string")
     if value == "" or attr_type == "deleted":
         return value
-    if not VALUE_RE.match(value):
+    if not VALUE_RE.fullmatch(value):
         raise TwinError(BAD_REQUEST, f"property {name!r}: value {value[:40]!r} must match {VALUE_RE.pattern}")
     try:
         if attr_type in {"int", "integer"}:

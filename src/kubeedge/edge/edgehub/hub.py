@@ -13,6 +13,8 @@ Consumers use :meth:`EdgeHub.receive` (cloud messages and the edge-local
 :meth:`EdgeHub.send` and :meth:`EdgeHub.durably_handled`, which is the only way a
 cloud message gets acknowledged: the ack (op ``response``, content ``"OK"``,
 beehive reply rules) is sent once the consumer says the message is safely stored.
+A renewed client certificate arrives through :meth:`EdgeHub.use_ssl_context`
+(see :mod:`kubeedge.edge.edgehub.rotation`), which redials at once with it.
 
 Invariants: at most one live connection; the inbound FIFO never holds more than
 ``inbound_queue`` cloud messages (the oldest cloud message is dropped, as
@@ -194,6 +196,7 @@ class EdgeHub:
         self._session_scope: trio.CancelScope | None = None
         self._link_dead = False
         self._announced = False
+        self._redial_now = False
         self.last_close: tuple[int, str] | None = None
         """Code and reason of the last websocket close seen from the cloud."""
         self.dials = 0
@@ -240,6 +243,18 @@ class EdgeHub:
         except NotConnected:
             _log.debug("ack dropped: not connected", parent_msg_id=msg.msg_id)
 
+    def use_ssl_context(self, ssl_context: ssl.SSLContext) -> None:
+        """Dial with ``ssl_context`` from now on (a renewed certificate) and reconnect at once.
+
+        The current session, if any, is closed normally and redialled without backoff delay; a dial in
+        progress with the old context is closed as soon as it completes.
+        """
+        self._ssl = ssl_context
+        self._redial_now = True
+        if self._session_scope is not None:
+            _log.info("reconnecting to present a new certificate", server=self.settings.server)
+            self._session_scope.cancel()
+
     async def run(self, *, task_status: trio.TaskStatus[EdgeHub] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a session to the cloud up until cancelled."""
         task_status.started(self)
@@ -262,6 +277,9 @@ class EdgeHub:
                     )
             if trio.current_time() - started >= s.heartbeat:
                 self._backoff.reset()
+            if self._redial_now:
+                self._redial_now = False
+                continue
             delay = self._backoff.next_delay()
             _log.info("reconnecting to cloud", server=s.server, delay=round(delay, 3))
             await trio.sleep(delay)
@@ -269,8 +287,9 @@ class EdgeHub:
     # --- internals ---------------------------------------------------------------------------------
 
     async def _connect_and_serve(self) -> None:
+        context = self._ssl
         async with trio.open_nursery() as nursery:
-            ws, stream = await self._dial(nursery)
+            ws, stream = await self._dial(nursery, context)
             if ws is None:
                 nursery.cancel_scope.cancel()
                 return
@@ -280,6 +299,9 @@ class EdgeHub:
             try:
                 with trio.CancelScope() as scope:
                     self._session_scope = scope
+                    if self._ssl is not context:
+                        # A new certificate arrived while this dial was under way: present it instead.
+                        scope.cancel()
                     nursery.start_soon(self._heartbeat, ws, stream, scope)
                     nursery.start_soon(self._announce, ws, stream, trio.current_time())
                     await self._reader(ws)
@@ -319,7 +341,9 @@ class EdgeHub:
             _log.info("connected to cloud", server=self.settings.server, node=self.settings.node_name)
             self._inbox.put(_connect_event(CLOUD_CONNECTED))
 
-    async def _dial(self, nursery: trio.Nursery) -> tuple[Any, wslink.ActivityStream]:
+    async def _dial(
+        self, nursery: trio.Nursery, context: ssl.SSLContext
+    ) -> tuple[Any, wslink.ActivityStream]:
         s = self.settings
         headers = [
             (wslink.HEADER_NODE_ID.encode(), s.node_name.encode()),
@@ -329,7 +353,7 @@ class EdgeHub:
         ws: Any = None
         with trio.fail_after(s.handshake_timeout):
             tcp = await trio.open_tcp_stream(s.host, s.port)
-            tls = trio.SSLStream(tcp, self._ssl, server_hostname=s.host, https_compatible=False)
+            tls = trio.SSLStream(tcp, context, server_hostname=s.host, https_compatible=False)
             stream = wslink.ActivityStream(tls)
             # trio-websocket's annotation is narrower than what it needs (any trio Stream).
             transport: Any = stream

@@ -153,6 +153,22 @@ class Authorization:
 
 
 @dataclasses.dataclass(frozen=True)
+class CloudHubNodeAuthorization:
+    """kubeedge-py extension (not in upstream): the websocket's node identity check.
+
+    With ``enable`` a connection's ``node_id`` header must equal ``<node>`` of its client certificate's CN
+    ``system:node:<node>``, so one node's certificate cannot speak for another node. Upstream only checks
+    this under ``authorization.enable`` (default false); kubeedge-py checks by default.
+    """
+
+    enable: bool = setting(
+        True,
+        "require client certificate CN system:node:<node_id> on the websocket "
+        "(kubeedge-py extension; default: true)",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class CloudHub:
     """CloudHub: the edge-facing hub."""
 
@@ -189,6 +205,21 @@ class CloudHub:
     https: CloudHubHTTPS = section(CloudHubHTTPS, "certificate service")
     unixsocket: CloudHubUnixSocket = section(CloudHubUnixSocket, "local unix socket")
     authorization: Authorization = section(Authorization, "edge request authorization")
+    node_authorization: CloudHubNodeAuthorization = section(
+        CloudHubNodeAuthorization, "kubeedge-py extension: websocket node identity check"
+    )
+
+    @property
+    def node_authorization_enforced(self) -> bool:
+        """Whether CloudHub refuses a certificate whose CN names another node than ``node_id``.
+
+        On with ``nodeAuthorization.enable`` (default); upstream's ``authorization`` with ``enable: true`` and
+        ``debug: false`` also enforces it (upstream would), whatever ``nodeAuthorization`` says. Upstream's
+        ``authorization.enable: false`` (its default) does NOT turn the check off: only
+        ``nodeAuthorization.enable: false`` does.
+        """
+        upstream = self.authorization
+        return self.node_authorization.enable or (upstream.enable and not upstream.debug)
 
 
 # --- edgeController / deviceController / taskManager ---------------------------------------------------------
