@@ -25,10 +25,10 @@ import docker
 import trio
 
 from kubeedge.edge.edged import runtime as rt
-from kubeedge.edge.edged.config import EdgedConfig
 from kubeedge.edge.edged.dockerruntime import DockerRuntime
-from kubeedge.edge.edged.manager import PodManager
+from kubeedge.edge.edged.manager import Periods, PodManager
 from kubeedge.kit import images
+from kubeedge.kit.config.edgecore import Edged, TailoredKubeletConfig
 
 BENCH_LABEL = "io.kubeedge-py.benchmark"
 
@@ -96,19 +96,19 @@ async def wait_running(manager: PodManager, uids: list[str], timeout: float) -> 
 
 
 async def edged_runs(client: Any, image: str, count: int, root: Path) -> dict[str, Any]:
-    config = EdgedConfig(
-        node_name="bench",
-        root_directory=root,
-        static_pod_path=None,
-        relist_period=1.0,
-        image_gc_high_threshold_percent=100,
-        gc_period=3600,
+    config = Edged(
+        hostname_override="bench",
+        node_ip="127.0.0.1",
+        root_directory=str(root),
+        tailored_kubelet_config=TailoredKubeletConfig(
+            static_pod_path="", image_gc_high_threshold_percent=100
+        ),
     )
 
     async def lookup(kind: str, namespace: str, name: str) -> None:
         return None
 
-    manager = PodManager(DockerRuntime(client), config, lookup)
+    manager = PodManager(DockerRuntime(client), config, lookup, periods=Periods(relist=1.0, gc=3600))
     uids: list[str] = []
     result: dict[str, Any] = {}
     try:

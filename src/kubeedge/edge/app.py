@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import trio
-import yaml
 
 from kubeedge.edge.devicetwin.module import DeviceTwin
-from kubeedge.edge.edged import config as edged_config
+from kubeedge.edge.edged import nodestatus
 from kubeedge.edge.edged import service as edged_service
 from kubeedge.edge.edged.manager import PodManager, PodStatusReport
 from kubeedge.edge.edgehub.hub import EdgeHub, EdgeHubSettings, NotConnected, is_connect_event
@@ -254,13 +253,16 @@ class _CurrentManager:
 # --- edged ---------------------------------------------------------------------------------------------------
 
 
-def edged_settings(cfg: EdgeCoreConfig) -> edged_config.EdgedConfig:
-    """Edged's own settings from the typed edgecore config (upstream ``modules.edged`` keys)."""
-    plain = yaml.safe_load(kconfig.dump_yaml(cfg, commented=False))
-    edged = dict(plain["modules"]["edged"])
-    edged["hostnameOverride"] = node_name_of(cfg)
-    edged.pop("enable", None)
-    return edged_config.EdgedConfig.from_mapping(edged)
+def edged_settings(cfg: EdgeCoreConfig) -> kconfig.edgecore.Edged:
+    """``modules.edged`` with the host-dependent values filled in (blocking: reads the routing table).
+
+    ``hostnameOverride`` empty becomes the lowercased hostname and ``nodeIP`` empty the default-route
+    interface's address, as upstream resolves them.
+    """
+    edged = cfg.modules.edged
+    return dataclasses.replace(
+        edged, hostname_override=node_name_of(cfg), node_ip=edged.node_ip or nodestatus.host_ip()
+    )
 
 
 def _first_object(content: Any) -> Mapping[str, Any] | None:
@@ -293,7 +295,7 @@ class EdgedModule:
     def __init__(self, cfg: EdgeCoreConfig, board: StatusBoard) -> None:
         self._board = board
         self._settings = edged_settings(cfg)
-        self._node = self._settings.node_name
+        self._node = self._settings.hostname_override
         self._namespace = cfg.modules.edged.register_node_namespace
         self._status_period = cfg.modules.edged.tailored_kubelet_config.node_status_update_frequency
         self._state = _NodeState()
