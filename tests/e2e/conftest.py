@@ -58,21 +58,22 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float, *logs: 
         time.sleep(0.25)  # polling real processes for a condition, under the deadline above
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI (the real engine scripts/test starts)."""
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60, check=False)
+def docker(*args: str, check: bool = True, host: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI on the real engine scripts/test starts, or on the daemon at ``host``."""
+    argv = ["docker", *(("-H", host) if host else ()), *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     if check and result.returncode != 0:
         pytest.fail(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
     return result
 
 
-def containers_of(uid: str, *, running_only: bool = True) -> dict[str, str]:
-    """``{container name label: docker id}`` of the managed containers of pod ``uid``."""
+def containers_of(uid: str, *, running_only: bool = True, host: str | None = None) -> dict[str, str]:
+    """``{container name label: docker id}`` of the managed containers of pod ``uid`` (on ``host``)."""
     args = ["ps", "--no-trunc", "--filter", f"label={rt.LABEL_POD_UID}={uid}"]
     if not running_only:
         args.append("--all")
     fmt = '{{.ID}} {{.Label "' + rt.LABEL_CONTAINER_NAME + '"}}'
-    out = docker(*args, "--format", fmt).stdout
+    out = docker(*args, "--format", fmt, host=host).stdout
     found: dict[str, str] = {}
     for line in out.splitlines():
         cid, _, name = line.partition(" ")
@@ -134,6 +135,12 @@ class EdgeCluster:
                     f"{name} did not exit within {STOP_TIMEOUT:.0f} s of SIGTERM\n{tail(self.work / (name + '.log'))}"
                 )
         return proc.returncode
+
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name`` (a power cut as far as the process can tell) and reap it."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(timeout=10)
 
     def alive(self, name: str) -> bool:
         proc = self.procs.get(name)
