@@ -33,7 +33,7 @@ from typing import Any, Final
 import trio
 
 from kubeedge.edge.devicetwin.module import DeviceTwin
-from kubeedge.edge.edged import nodestatus
+from kubeedge.edge.edged import lease, nodestatus
 from kubeedge.edge.edged import service as edged_service
 from kubeedge.edge.edged.manager import PodManager, PodStatusReport
 from kubeedge.edge.edgehub.hub import EdgeHub, EdgeHubSettings, NotConnected, is_connect_event
@@ -298,6 +298,9 @@ class EdgedModule:
         self._node = self._settings.hostname_override
         self._namespace = cfg.modules.edged.register_node_namespace
         self._status_period = cfg.modules.edged.tailored_kubelet_config.node_status_update_frequency
+        self._lease = lease.LeaseRenewer(
+            self._node, cfg.modules.edged.tailored_kubelet_config.node_lease_duration_seconds
+        )
         self._state = _NodeState()
         self.pods: PodManager | None = None
 
@@ -331,6 +334,7 @@ class EdgedModule:
             pods.set_pods(await self._stored_pods(ctx))
             nursery.start_soon(self._report_pod_status, ctx, status_recv)
             nursery.start_soon(self._node_loop, ctx, pods)
+            nursery.start_soon(self._lease_loop, ctx)
             task_status.started()
             async for msg in ctx:
                 self._apply(pods, msg)
@@ -464,6 +468,34 @@ class EdgedModule:
             except beehive.SyncTimeoutError:
                 _log.warning("metamanager did not answer in time", node=self._node)
             await trio.sleep(self._status_period)
+
+    async def _lease_loop(self, ctx: beehive.Context) -> None:
+        """Renew the node Lease through MetaManager (remote only: offline, the renewal fails and waits)."""
+        renewer = self._lease
+        resource = f"{lease.LEASE_NAMESPACE}/lease/{self._node}"
+        failing = ""
+        while True:
+            if self._state.registered:
+                try:
+                    reply = await ctx.send_sync(
+                        METAMANAGER,
+                        self._request("update", resource, renewer.next_lease(time.time())),
+                        timeout=renewer.interval,
+                    )
+                    answer = res.decode_answer(reply.route.operation, reply.content)
+                    error = answer.error
+                except beehive.SyncTimeoutError:
+                    error = "no answer in time"
+                if error:
+                    renewer.failed()
+                    if error != failing:  # once per kind of failure, not every interval while offline
+                        _log.info("node lease not renewed", node=self._node, reason=error)
+                else:
+                    renewer.renewed(answer.object)
+                    if failing:
+                        _log.info("node lease renewed again", node=self._node)
+                failing = error
+            await trio.sleep(renewer.interval)
 
 
 # --- the whole edgecore --------------------------------------------------------------------------------------
