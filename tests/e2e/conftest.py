@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from kubeedge.edge.edged import runtime as rt
+from kubeedge.edge.edgehub.pacing import RECONNECT_CAP
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
@@ -275,6 +276,23 @@ class EdgeCluster:
             return self.node_ready()
 
         wait_until(f"node {self.node} Ready", check, timeout, self.edge_log, self.cloud_log)
+
+    def wait_reconnected(self) -> None:
+        """Wait until the running edgecore has connected to the cloud since it last started.
+
+        After an outage the Node still says Ready in the API, so that proves nothing; EdgeHub redials on
+        its jittered back-off, at most ``RECONNECT_CAP`` seconds after its last attempt.
+        """
+
+        def connected() -> bool:
+            self.alive("edgecore")
+            return (
+                "connected to cloud" in self.edge_log.read_text().rsplit("===== start edgecore =====", 1)[1]
+            )
+
+        wait_until(
+            "edgecore connected to the cloud", connected, RECONNECT_CAP + 30, self.edge_log, self.cloud_log
+        )
 
     def pod(self, name: str) -> Any:
         """The pod as the API has it, or None."""

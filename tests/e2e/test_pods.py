@@ -188,6 +188,11 @@ def test_node_lease_is_renewed_and_node_has_its_address(edge_cluster: EdgeCluste
     first = wait_until("the node Lease", lease, 30, *logs)
     assert first.spec.holder_identity == c.node
     assert first.spec.lease_duration_seconds == LEASE_SECONDS
+    node_uid = c.core().read_node(c.node).metadata.uid
+    [owner] = wait_until(
+        "the Lease owned by its Node", lambda: lease().metadata.owner_references, 3 * LEASE_SECONDS, *logs
+    )
+    assert (owner.api_version, owner.kind, owner.name, owner.uid) == ("v1", "Node", c.node, node_uid)
     renewed = wait_until(
         "a renewal of the node Lease",
         lambda: (now := lease()) is not None and now.spec.renew_time > first.spec.renew_time and now,

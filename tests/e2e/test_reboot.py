@@ -10,6 +10,7 @@ volume included) from its SQLite store. Then cloudcore returns and the pods' new
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client, config
 
 from kubeedge.kit import images
 from tests.e2e.conftest import EdgeCluster, containers_of, wait_until
@@ -122,8 +124,22 @@ def test_host_reboot_without_cloud_brings_every_pod_back(
         assert "connected to cloud" not in boot_log
         assert "pods restored from the local store" in boot_log
 
+        cloud_back = datetime.datetime.now(datetime.UTC)
         c.start_cloud()
+        c.wait_reconnected()
         c.wait_node_ready()
+        node_uid = c.core().read_node(c.node).metadata.uid
+        coordination = client.CoordinationV1Api(config.new_client_from_config(str(c.kubeconfig)))
+
+        def renewed_lease() -> Any:
+            got = coordination.read_namespaced_lease(c.node, "kube-node-lease")
+            return got if got.spec.renew_time > cloud_back else None
+
+        # The rebooted edgecore read the stored Lease before renewing it: its Node stays the owner.
+        fresh = wait_until("the Lease renewed after the reboot", renewed_lease, 30, *logs)
+        assert [(o.kind, o.name, o.uid) for o in fresh.metadata.owner_references] == [
+            ("Node", c.node, node_uid)
+        ]
         for name in uids:
             wait_until(
                 f"pod {name} Running and Ready in the API after the cloud is back",

@@ -457,6 +457,8 @@ class EdgedModule:
                         continue
                     self._state.registered = True
                     _log.info("node registered", node=self._node)
+                    if not self._lease.owner_known:
+                        await self._learn_node_uid(ctx, answer.object)
                 status = await pods.node_status(self._state.status)
                 self._state.status = status
                 await ctx.send(
@@ -469,6 +471,43 @@ class EdgedModule:
                 _log.warning("metamanager did not answer in time", node=self._node)
             await trio.sleep(self._status_period)
 
+    async def _learn_node_uid(self, ctx: beehive.Context, registered: Any) -> None:
+        """Tell the Lease its owner: the Node the cloud just created, else the one in the local store."""
+        node = registered if isinstance(registered, Mapping) else None
+        if node is None:
+            reply = await self._ask(ctx, "query", f"null/node/{self._node}")
+            node = _first_object(reply.content) if reply.route.operation != "error" else None
+        metadata = node.get("metadata") if isinstance(node, Mapping) else None
+        uid = metadata.get("uid") if isinstance(metadata, Mapping) else None
+        if isinstance(uid, str):
+            self._lease.owned_by(uid)
+
+    async def _renew_lease(self, ctx: beehive.Context, resource: str) -> str:
+        """One renewal (a read first when nothing is known of the stored Lease); returns the error or ""."""
+        renewer = self._lease
+        try:
+            if renewer.needs_read:
+                reply = await ctx.send_sync(
+                    METAMANAGER, self._request("query", resource), timeout=renewer.interval
+                )
+                current = _first_object(reply.content) if reply.route.operation != "error" else None
+                if current is not None:
+                    renewer.seen(current)
+            reply = await ctx.send_sync(
+                METAMANAGER,
+                self._request("update", resource, renewer.next_lease(time.time())),
+                timeout=renewer.interval,
+            )
+        except beehive.SyncTimeoutError:
+            renewer.failed()
+            return "no answer in time"
+        answer = res.decode_answer(reply.route.operation, reply.content)
+        if answer.error:
+            renewer.failed()
+            return answer.error
+        renewer.seen(answer.object)
+        return ""
+
     async def _lease_loop(self, ctx: beehive.Context) -> None:
         """Renew the node Lease through MetaManager (remote only: offline, the renewal fails and waits)."""
         renewer = self._lease
@@ -476,24 +515,11 @@ class EdgedModule:
         failing = ""
         while True:
             if self._state.registered:
-                try:
-                    reply = await ctx.send_sync(
-                        METAMANAGER,
-                        self._request("update", resource, renewer.next_lease(time.time())),
-                        timeout=renewer.interval,
-                    )
-                    answer = res.decode_answer(reply.route.operation, reply.content)
-                    error = answer.error
-                except beehive.SyncTimeoutError:
-                    error = "no answer in time"
-                if error:
-                    renewer.failed()
-                    if error != failing:  # once per kind of failure, not every interval while offline
-                        _log.info("node lease not renewed", node=self._node, reason=error)
-                else:
-                    renewer.renewed(answer.object)
-                    if failing:
-                        _log.info("node lease renewed again", node=self._node)
+                error = await self._renew_lease(ctx, resource)
+                if error and error != failing:  # once per kind of failure, not every interval while offline
+                    _log.info("node lease not renewed", node=self._node, reason=error)
+                elif failing and not error:
+                    _log.info("node lease renewed again", node=self._node)
                 failing = error
             await trio.sleep(renewer.interval)
 

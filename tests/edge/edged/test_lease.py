@@ -26,12 +26,16 @@ def test_lease_is_kubelets_node_lease() -> None:
 def test_resource_version_of_the_last_answer_is_sent_until_a_failure() -> None:
     renewer = lease.LeaseRenewer("edge-1", 8)
     assert renewer.interval == 2.0
-    renewer.renewed({"metadata": {"name": "edge-1", "resourceVersion": "41"}})
+    assert renewer.needs_read
+    renewer.seen({"metadata": {"name": "edge-1", "resourceVersion": "41"}})
+    assert not renewer.needs_read
     assert renewer.next_lease(0)["metadata"]["resourceVersion"] == "41"
     renewer.failed()
+    assert renewer.needs_read
     assert "resourceVersion" not in renewer.next_lease(0)["metadata"]
     for odd in (None, "text", {"metadata": []}, {"metadata": {"resourceVersion": 7}}):
-        renewer.renewed(odd)
+        renewer.seen(odd)
+        assert renewer.needs_read
         assert "resourceVersion" not in renewer.next_lease(0)["metadata"]
 
 
@@ -40,3 +44,25 @@ def test_micro_time_and_bad_duration() -> None:
     assert lease.micro_time(1.9999999) == "1970-01-01T00:00:01.999999Z"
     with pytest.raises(ValueError, match="nodeLeaseDurationSeconds must be > 0"):
         lease.LeaseRenewer("n", 0)
+
+
+def test_lease_is_owned_by_its_node_once_the_uid_is_known() -> None:
+    renewer = lease.LeaseRenewer("edge-1", 40)
+    assert not renewer.owner_known
+    assert "ownerReferences" not in renewer.next_lease(0)["metadata"]
+    renewer.owned_by("")
+    assert not renewer.owner_known
+    renewer.owned_by("5f0c")
+    assert renewer.next_lease(0)["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Node", "name": "edge-1", "uid": "5f0c"}
+    ]
+    renewer.failed()
+    assert renewer.owner_known
+
+
+def test_owner_is_learned_from_the_stored_lease() -> None:
+    renewer = lease.LeaseRenewer("edge-1", 40)
+    other = {"apiVersion": "v1", "kind": "Node", "name": "edge-2", "uid": "no"}
+    mine = {"apiVersion": "v1", "kind": "Node", "name": "edge-1", "uid": "u-1"}
+    renewer.seen({"metadata": {"resourceVersion": "3", "ownerReferences": [other, "junk", mine]}})
+    assert renewer.next_lease(0)["metadata"]["ownerReferences"] == [mine]

@@ -3,9 +3,12 @@
 Owns :class:`LeaseRenewer`, a sans-io core: :meth:`LeaseRenewer.next_lease` builds the Lease to write at
 ``now`` (``kube-node-lease/<node>``, ``holderIdentity`` = the node, ``leaseDurationSeconds`` from
 ``nodeLeaseDurationSeconds``, ``renewTime`` in MicroTime), carrying the ``resourceVersion`` of the last Lease
-the cloud returned so that a concurrent writer is detected (the update is refused with a conflict); after a
-refusal or an unreadable answer the next write goes without it and overwrites, as kubelet's falls back to a
-fresh get. Renewals happen every quarter of the duration (kubelet's ``renewIntervalFraction``).
+the API returned so that a concurrent writer is detected (the update is refused with a conflict). At start
+and after a refused or unanswered write, :attr:`LeaseRenewer.needs_read` asks the shell to read the Lease
+first, as kubelet does a fresh get; a Lease that does not exist yet is created by the cloud. Renewals happen
+every quarter of the duration (kubelet's ``renewIntervalFraction``). Like kubelet's, the Lease is owned by
+its Node (``ownerReferences``) once the Node's UID is known, from the Node or from the stored Lease, so that
+deleting the Node deletes the Lease.
 
 Invariants: the Lease names only this node. Failures are reported by the shell through
 :meth:`LeaseRenewer.failed`; nothing here raises on a bad answer.
@@ -38,6 +41,17 @@ class LeaseRenewer:
         self.node = node
         self.duration_seconds = duration_seconds
         self._resource_version = ""
+        self._node_uid = ""
+
+    def owned_by(self, node_uid: str) -> None:
+        """The Node's UID is known: from now on the Lease carries the Node as its owner."""
+        if 0 < len(node_uid) <= 64:
+            self._node_uid = node_uid
+
+    @property
+    def owner_known(self) -> bool:
+        """Whether :meth:`owned_by` was told the Node's UID."""
+        return bool(self._node_uid)
 
     @property
     def interval(self) -> float:
@@ -49,6 +63,10 @@ class LeaseRenewer:
         metadata: dict[str, Any] = {"name": self.node, "namespace": LEASE_NAMESPACE}
         if self._resource_version:
             metadata["resourceVersion"] = self._resource_version
+        if self._node_uid:
+            metadata["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Node", "name": self.node, "uid": self._node_uid}
+            ]
         return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -60,12 +78,26 @@ class LeaseRenewer:
             },
         }
 
-    def renewed(self, lease: Any) -> None:
-        """The cloud accepted the write and answered with ``lease``: remember its resourceVersion."""
+    @property
+    def needs_read(self) -> bool:
+        """Whether the shell should read the Lease before writing (nothing known of the stored one)."""
+        return not self._resource_version
+
+    def seen(self, lease: Any) -> None:
+        """The API returned ``lease`` (to a read or a write): remember its version and its Node owner."""
         metadata = lease.get("metadata") if isinstance(lease, Mapping) else None
-        version = metadata.get("resourceVersion") if isinstance(metadata, Mapping) else None
+        if not isinstance(metadata, Mapping):
+            self._resource_version = ""
+            return
+        version = metadata.get("resourceVersion")
         self._resource_version = version if isinstance(version, str) and len(version) <= 64 else ""
+        owners = metadata.get("ownerReferences")
+        for owner in owners[:16] if isinstance(owners, list) else ():
+            if isinstance(owner, Mapping) and owner.get("kind") == "Node" and owner.get("name") == self.node:
+                uid = owner.get("uid")
+                if isinstance(uid, str) and not self._node_uid:
+                    self.owned_by(uid)
 
     def failed(self) -> None:
-        """The write was refused or not answered: the next one overwrites whatever the API holds."""
+        """The write was refused or not answered: read the Lease again before the next write."""
         self._resource_version = ""
