@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from kubeedge.kit import images
 from tests.e2e.conftest import EdgeCluster, containers_of, wait_until
@@ -97,6 +98,27 @@ def test_host_reboot_without_cloud_brings_every_pod_back(
         before = {name: containers_of(uid, host=engine.host) for name, uid in uids.items()}
         assert all(set(found) == {"POD", "main"} for found in before.values()), before
 
+        node_uid = c.core().read_node(c.node).metadata.uid
+        coordination = client.CoordinationV1Api(config.new_client_from_config(str(c.kubeconfig)))
+
+        def renewed_lease(since: datetime.datetime) -> Any:
+            try:
+                got = coordination.read_namespaced_lease(c.node, "kube-node-lease")
+            except ApiException as exc:
+                if exc.status == 404:  # not created yet
+                    return None
+                raise
+            return got if got.spec.renew_time > since else None
+
+        epoch = datetime.datetime.fromtimestamp(0, datetime.UTC)
+        owned = wait_until(
+            "the node Lease",
+            lambda: (got := renewed_lease(epoch)) and got.metadata.owner_references,
+            30,
+            *logs,
+        )
+        assert [(o.kind, o.name, o.uid) for o in owned] == [("Node", c.node, node_uid)]
+
         assert c.stop("cloudcore") == 0
         c.kill("edgecore")
         engine.power_cut()
@@ -128,15 +150,8 @@ def test_host_reboot_without_cloud_brings_every_pod_back(
         c.start_cloud()
         c.wait_reconnected()
         c.wait_node_ready()
-        node_uid = c.core().read_node(c.node).metadata.uid
-        coordination = client.CoordinationV1Api(config.new_client_from_config(str(c.kubeconfig)))
-
-        def renewed_lease() -> Any:
-            got = coordination.read_namespaced_lease(c.node, "kube-node-lease")
-            return got if got.spec.renew_time > cloud_back else None
-
-        # The rebooted edgecore read the stored Lease before renewing it: its Node stays the owner.
-        fresh = wait_until("the Lease renewed after the reboot", renewed_lease, 30, *logs)
+        # The rebooted edgecore read the stored Lease before renewing it: its Node still owns it.
+        fresh = wait_until("the Lease renewed after the reboot", lambda: renewed_lease(cloud_back), 30, *logs)
         assert [(o.kind, o.name, o.uid) for o in fresh.metadata.owner_references] == [
             ("Node", c.node, node_uid)
         ]
