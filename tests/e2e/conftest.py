@@ -26,11 +26,14 @@ import pytest
 import yaml
 
 from kubeedge.edge.edged import runtime as rt
+from kubeedge.edge.edgehub.pacing import RECONNECT_CAP
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
 STOP_TIMEOUT = 30.0
 """Seconds a process gets to exit after SIGTERM before it is killed (its modules' grace periods fit)."""
+LEASE_SECONDS = 8
+"""``nodeLeaseDurationSeconds`` of the fixture's edge node."""
 T = TypeVar("T")
 
 
@@ -58,21 +61,22 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float, *logs: 
         time.sleep(0.25)  # polling real processes for a condition, under the deadline above
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI (the real engine scripts/test starts)."""
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60, check=False)
+def docker(*args: str, check: bool = True, host: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI on the real engine scripts/test starts, or on the daemon at ``host``."""
+    argv = ["docker", *(("-H", host) if host else ()), *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     if check and result.returncode != 0:
         pytest.fail(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
     return result
 
 
-def containers_of(uid: str, *, running_only: bool = True) -> dict[str, str]:
-    """``{container name label: docker id}`` of the managed containers of pod ``uid``."""
+def containers_of(uid: str, *, running_only: bool = True, host: str | None = None) -> dict[str, str]:
+    """``{container name label: docker id}`` of the managed containers of pod ``uid`` (on ``host``)."""
     args = ["ps", "--no-trunc", "--filter", f"label={rt.LABEL_POD_UID}={uid}"]
     if not running_only:
         args.append("--all")
     fmt = '{{.ID}} {{.Label "' + rt.LABEL_CONTAINER_NAME + '"}}'
-    out = docker(*args, "--format", fmt).stdout
+    out = docker(*args, "--format", fmt, host=host).stdout
     found: dict[str, str] = {}
     for line in out.splitlines():
         cid, _, name = line.partition(" ")
@@ -142,6 +146,12 @@ class EdgeCluster:
                     f"{name} did not exit within {STOP_TIMEOUT:.0f} s of SIGTERM\n{tail(self.work / (name + '.log'))}"
                 )
         return proc.returncode
+
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name`` (a power cut as far as the process can tell) and reap it."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(timeout=10)
 
     def alive(self, name: str) -> bool:
         proc = self.procs.get(name)
@@ -258,6 +268,8 @@ class EdgeCluster:
         kubelet = edged.setdefault("tailoredKubeletConfig", {})
         # Configmap volumes are refreshed on the periodic pod sync; a short period keeps the test short.
         kubelet["syncFrequency"] = "2s"
+        # The node Lease is renewed every quarter of its duration: 2 s instead of 10 s keeps the test short.
+        kubelet["nodeLeaseDurationSeconds"] = LEASE_SECONDS
         cfg["modules"].setdefault("statusServer", {})["socketPath"] = str(edge / "edgecore-status.sock")
         bus = cfg["modules"].setdefault("eventBus", {})
         if self.mqtt_external:
@@ -288,6 +300,23 @@ class EdgeCluster:
             return self.node_ready()
 
         wait_until(f"node {self.node} Ready", check, timeout, self.edge_log, self.cloud_log)
+
+    def wait_reconnected(self) -> None:
+        """Wait until the running edgecore has connected to the cloud since it last started.
+
+        After an outage the Node still says Ready in the API, so that proves nothing; EdgeHub redials on
+        its jittered back-off, at most ``RECONNECT_CAP`` seconds after its last attempt.
+        """
+
+        def connected() -> bool:
+            self.alive("edgecore")
+            return (
+                "connected to cloud" in self.edge_log.read_text().rsplit("===== start edgecore =====", 1)[1]
+            )
+
+        wait_until(
+            "edgecore connected to the cloud", connected, RECONNECT_CAP + 30, self.edge_log, self.cloud_log
+        )
 
     def pod(self, name: str) -> Any:
         """The pod as the API has it, or None."""

@@ -37,6 +37,7 @@ def test_offline_autonomy_edge_restart_without_cloud_then_converges(edge_cluster
     assert "connected to cloud" not in c.edge_log.read_text().rsplit("===== start edgecore =====", 1)[1]
 
     c.start_cloud()
+    c.wait_reconnected()
     c.wait_node_ready()
     wait_until(
         "pod autonomous Running and Ready after the cloud is back",

@@ -7,11 +7,15 @@ get a clear reason without harming a good pod.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import subprocess
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EdgeCluster, containers_of, docker, wait_until
+from kubeedge.edge.edged import nodestatus
+from tests.e2e.conftest import LEASE_SECONDS, EdgeCluster, containers_of, docker, wait_until
 
 IMAGE = "kubeedge-py/busybox:latest"
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -162,3 +166,57 @@ def test_bad_pod_specs_get_a_clear_reason_and_harm_no_other_pod(edge_cluster: Ed
 
     c.core().delete_namespaced_pod("never-pull", "default")
     wait_until("pod never-pull gone from the API", lambda: c.pod("never-pull") is None, 30, *logs)
+
+
+def test_node_lease_is_renewed_and_node_has_its_address(edge_cluster: EdgeCluster) -> None:
+    from kubernetes import client, config
+
+    c = edge_cluster
+    logs = (c.edge_log, c.cloud_log)
+    coordination = client.CoordinationV1Api(config.new_client_from_config(str(c.kubeconfig)))
+
+    def lease() -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return coordination.read_namespaced_lease(c.node, "kube-node-lease")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    first = wait_until("the node Lease", lease, 30, *logs)
+    assert first.spec.holder_identity == c.node
+    assert first.spec.lease_duration_seconds == LEASE_SECONDS
+    node_uid = c.core().read_node(c.node).metadata.uid
+    [owner] = wait_until(
+        "the Lease owned by its Node", lambda: lease().metadata.owner_references, 3 * LEASE_SECONDS, *logs
+    )
+    assert (owner.api_version, owner.kind, owner.name, owner.uid) == ("v1", "Node", c.node, node_uid)
+    renewed = wait_until(
+        "a renewal of the node Lease",
+        lambda: (now := lease()) is not None and now.spec.renew_time > first.spec.renew_time and now,
+        3 * LEASE_SECONDS,
+        *logs,
+    )
+    assert renewed.spec.renew_time - first.spec.renew_time < datetime.timedelta(seconds=LEASE_SECONDS)
+    age = datetime.datetime.now(datetime.UTC) - renewed.spec.renew_time
+    assert datetime.timedelta(seconds=-5) < age < datetime.timedelta(seconds=LEASE_SECONDS)
+    kubectl = subprocess.run(
+        ["kubectl", "--kubeconfig", str(c.kubeconfig), "get", "lease", "-n", "kube-node-lease", c.node,
+         "-o", "jsonpath={.spec.holderIdentity}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert kubectl.stdout == c.node
+
+    # Node addresses: with edged.nodeIP unset, the InternalIP is the default-route interface's address.
+    node = c.core().read_node(c.node)
+    internal = [a.address for a in node.status.addresses if a.type == "InternalIP"]
+    assert internal == [nodestatus.host_ip()]
+    assert internal[0]
+    assert not ipaddress.ip_address(internal[0]).is_loopback
+    wide = subprocess.run(
+        ["kubectl", "--kubeconfig", str(c.kubeconfig), "get", "node", c.node, "-o", "wide", "--no-headers"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert internal[0] in wide.stdout.split()

@@ -37,11 +37,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import trio
-import yaml
 from cryptography import x509
 
 from kubeedge.edge.devicetwin.module import DeviceTwin
-from kubeedge.edge.edged import config as edged_config
+from kubeedge.edge.edged import lease, nodestatus
 from kubeedge.edge.edged import service as edged_service
 from kubeedge.edge.edged.manager import PodManager, PodStatusReport
 from kubeedge.edge.edgehub.hub import EdgeHub, EdgeHubSettings, NotConnected, is_connect_event
@@ -269,13 +268,16 @@ class _CurrentManager:
 # --- edged ---------------------------------------------------------------------------------------------------
 
 
-def edged_settings(cfg: EdgeCoreConfig) -> edged_config.EdgedConfig:
-    """Edged's own settings from the typed edgecore config (upstream ``modules.edged`` keys)."""
-    plain = yaml.safe_load(kconfig.dump_yaml(cfg, commented=False))
-    edged = dict(plain["modules"]["edged"])
-    edged["hostnameOverride"] = node_name_of(cfg)
-    edged.pop("enable", None)
-    return edged_config.EdgedConfig.from_mapping(edged)
+def edged_settings(cfg: EdgeCoreConfig) -> kconfig.edgecore.Edged:
+    """``modules.edged`` with the host-dependent values filled in (blocking: reads the routing table).
+
+    ``hostnameOverride`` empty becomes the lowercased hostname and ``nodeIP`` empty the default-route
+    interface's address, as upstream resolves them.
+    """
+    edged = cfg.modules.edged
+    return dataclasses.replace(
+        edged, hostname_override=node_name_of(cfg), node_ip=edged.node_ip or nodestatus.host_ip()
+    )
 
 
 def _first_object(content: Any) -> Mapping[str, Any] | None:
@@ -308,9 +310,12 @@ class EdgedModule:
     def __init__(self, cfg: EdgeCoreConfig, board: StatusBoard) -> None:
         self._board = board
         self._settings = edged_settings(cfg)
-        self._node = self._settings.node_name
+        self._node = self._settings.hostname_override
         self._namespace = cfg.modules.edged.register_node_namespace
         self._status_period = cfg.modules.edged.tailored_kubelet_config.node_status_update_frequency
+        self._lease = lease.LeaseRenewer(
+            self._node, cfg.modules.edged.tailored_kubelet_config.node_lease_duration_seconds
+        )
         self._state = _NodeState()
         self.pods: PodManager | None = None
 
@@ -344,6 +349,7 @@ class EdgedModule:
             pods.set_pods(await self._stored_pods(ctx))
             nursery.start_soon(self._report_pod_status, ctx, status_recv)
             nursery.start_soon(self._node_loop, ctx, pods)
+            nursery.start_soon(self._lease_loop, ctx)
             task_status.started()
             async for msg in ctx:
                 self._apply(pods, msg)
@@ -466,6 +472,8 @@ class EdgedModule:
                         continue
                     self._state.registered = True
                     _log.info("node registered", node=self._node)
+                    if not self._lease.owner_known:
+                        await self._learn_node_uid(ctx, answer.object)
                 status = await pods.node_status(self._state.status)
                 self._state.status = status
                 await ctx.send(
@@ -477,6 +485,58 @@ class EdgedModule:
             except beehive.SyncTimeoutError:
                 _log.warning("metamanager did not answer in time", node=self._node)
             await trio.sleep(self._status_period)
+
+    async def _learn_node_uid(self, ctx: beehive.Context, registered: Any) -> None:
+        """Tell the Lease its owner: the Node the cloud just created, else the one in the local store."""
+        node = registered if isinstance(registered, Mapping) else None
+        if node is None:
+            reply = await self._ask(ctx, "query", f"null/node/{self._node}")
+            node = _first_object(reply.content) if reply.route.operation != "error" else None
+        metadata = node.get("metadata") if isinstance(node, Mapping) else None
+        uid = metadata.get("uid") if isinstance(metadata, Mapping) else None
+        if isinstance(uid, str):
+            self._lease.owned_by(uid)
+
+    async def _renew_lease(self, ctx: beehive.Context, resource: str) -> str:
+        """One renewal (a read first when nothing is known of the stored Lease); returns the error or ""."""
+        renewer = self._lease
+        try:
+            if renewer.needs_read:
+                reply = await ctx.send_sync(
+                    METAMANAGER, self._request("query", resource), timeout=renewer.interval
+                )
+                current = _first_object(reply.content) if reply.route.operation != "error" else None
+                if current is not None:
+                    renewer.seen(current)
+            reply = await ctx.send_sync(
+                METAMANAGER,
+                self._request("update", resource, renewer.next_lease(time.time())),
+                timeout=renewer.interval,
+            )
+        except beehive.SyncTimeoutError:
+            renewer.failed()
+            return "no answer in time"
+        answer = res.decode_answer(reply.route.operation, reply.content)
+        if answer.error:
+            renewer.failed()
+            return answer.error
+        renewer.seen(answer.object)
+        return ""
+
+    async def _lease_loop(self, ctx: beehive.Context) -> None:
+        """Renew the node Lease through MetaManager (remote only: offline, the renewal fails and waits)."""
+        renewer = self._lease
+        resource = f"{lease.LEASE_NAMESPACE}/lease/{self._node}"
+        failing = ""
+        while True:
+            if self._state.registered:
+                error = await self._renew_lease(ctx, resource)
+                if error and error != failing:  # once per kind of failure, not every interval while offline
+                    _log.info("node lease not renewed", node=self._node, reason=error)
+                elif failing and not error:
+                    _log.info("node lease renewed again", node=self._node)
+                failing = error
+            await trio.sleep(renewer.interval)
 
 
 # --- the whole edgecore --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ removed, so a failing test leaves nothing behind and nothing else on the host is
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ import trio
 
 from kubeedge.edge.edged import runtime as rt
 from kubeedge.edge.edged import service
-from kubeedge.edge.edged.config import EdgedConfig
-from kubeedge.edge.edged.manager import PodManager, PodStatusReport
+from kubeedge.edge.edged.manager import Periods, PodManager, PodStatusReport
+from kubeedge.kit.config.edgecore import Edged as EdgedConfig
+from kubeedge.kit.config.edgecore import TailoredKubeletConfig
 
 
 def make_pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -129,13 +131,25 @@ def waiting_reason(status: Mapping[str, Any], container: str) -> str:
 def edged_config(tmp_path: Path) -> EdgedConfig:
     (tmp_path / "manifests").mkdir()
     return EdgedConfig(
-        node_name="edge-test",
-        root_directory=tmp_path / "kubelet",
-        static_pod_path=tmp_path / "manifests",
-        file_check_frequency=0.2,
-        relist_period=0.2,
-        image_gc_high_threshold_percent=100,
-        gc_period=3600,
+        hostname_override="edge-test",
+        node_ip="127.0.0.1",
+        root_directory=str(tmp_path / "kubelet"),
+        tailored_kubelet_config=TailoredKubeletConfig(
+            static_pod_path=str(tmp_path / "manifests"),
+            file_check_frequency=0.2,
+            image_gc_high_threshold_percent=100,
+        ),
+    )
+
+
+TEST_PERIODS = Periods(relist=0.2, gc=3600)
+"""Fast relists so tests see outside changes quickly; GC only when a test asks for it."""
+
+
+def with_kubelet(config: EdgedConfig, **changes: Any) -> EdgedConfig:
+    """``config`` with ``tailoredKubeletConfig`` fields replaced."""
+    return dataclasses.replace(
+        config, tailored_kubelet_config=dataclasses.replace(config.tailored_kubelet_config, **changes)
     )
 
 
@@ -162,7 +176,14 @@ async def start_edged(
 
     nursery.start_soon(collect)
     manager: PodManager = await nursery.start(
-        partial(service.serve_docker, config, objects.lookup, send, docker_client=docker_client)
+        partial(
+            service.serve_docker,
+            config,
+            objects.lookup,
+            send,
+            docker_client=docker_client,
+            periods=TEST_PERIODS,
+        )
     )
     return Edged(manager, objects, reports, config, docker_client, uids)
 

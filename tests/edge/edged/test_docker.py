@@ -17,7 +17,16 @@ import trio
 
 from kubeedge.edge.edged import runtime as rt
 from tests.conftest import free_port
-from tests.edge.edged.conftest import Edged, Objects, busybox, make_pod, ready, start_edged, waiting_reason
+from tests.edge.edged.conftest import (
+    Edged,
+    Objects,
+    busybox,
+    make_pod,
+    ready,
+    start_edged,
+    waiting_reason,
+    with_kubelet,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -168,7 +177,7 @@ async def test_delete_removes_every_container_and_the_pod_dir(edged: Edged, busy
         while not any(r.uid == uid and r.status is None for r in edged.reports):
             await trio.sleep(0.05)
     assert edged.containers(uid) == []
-    assert not edged.config.pod_dir(uid).exists()
+    assert not edged.manager.pod_dir(uid).exists()
 
 
 async def test_bad_image_reports_pull_error_while_other_pod_runs(edged: Edged, busybox_image: str) -> None:
@@ -215,8 +224,8 @@ async def test_static_pod_runs_without_cloud(
 ) -> None:
     manifest = make_pod("static-web", [busybox("app", busybox_image, "sleep 3600")], hostNetwork=True)
     del manifest["metadata"]["uid"]
-    assert edged.config.static_pod_path is not None
-    (edged.config.static_pod_path / "web.json").write_text(json.dumps(manifest))
+    assert edged.manager.static_dir is not None
+    (edged.manager.static_dir / "web.json").write_text(json.dumps(manifest))
     with trio.fail_after(10):
         while not (found := [r for r in edged.reports if r.name == "static-web-edge-test" and r.status]):
             await trio.sleep(0.05)
@@ -225,10 +234,10 @@ async def test_static_pod_runs_without_cloud(
     assert found[0].static
     status = await edged.wait(uid, ready)
     assert status["phase"] == "Running"
-    assert status["podIP"] == edged.config.node_ip  # hostNetwork: the node's address
+    assert status["podIP"] == edged.manager.node_ip  # hostNetwork: the node's address
     [sandbox] = [c for c in edged.containers(uid) if c.labels[rt.LABEL_CONTAINER_KIND] == "sandbox"]
     assert sandbox.inspect()["HostConfig"]["NetworkMode"] == "host"
-    (edged.config.static_pod_path / "web.json").unlink()
+    (edged.manager.static_dir / "web.json").unlink()
     with trio.fail_after(15):
         while edged.containers(uid):
             await trio.sleep(0.05)
@@ -298,7 +307,7 @@ async def test_pods_beyond_max_pods_are_rejected(
     nursery: trio.Nursery, docker_client: Any, busybox_image: str, edged_config: Any, created_uids: set[str]
 ) -> None:
     edged = await start_edged(
-        nursery, docker_client, dataclasses.replace(edged_config, max_pods=1), Objects(), created_uids
+        nursery, docker_client, with_kubelet(edged_config, max_pods=1), Objects(), created_uids
     )
     first = edged.add(make_pod("first", [busybox("app", busybox_image)]))
     await edged.wait(first, ready)

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from kubeedge.edge.edged import quantity
-from kubeedge.edge.edged.config import EdgedConfig
 from kubeedge.edge.edged.podspec import PodSpecError, ProbeKind, PullPolicy, RestartPolicy, parse_pod
 
 
@@ -177,42 +176,3 @@ def test_deletion_grace_overrides_spec_grace() -> None:
 def test_bad_specs_name_the_field(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(PodSpecError, match=message):
         parse_pod(raw)
-
-
-def test_config_from_upstream_keys() -> None:
-    config = EdgedConfig.from_mapping(
-        {
-            "enable": True,
-            "hostnameOverride": "n1",
-            "nodeIP": "10.0.0.5",
-            "rootDirectory": "/tmp/k",
-            "podSandboxImage": "kubeedge/pause:3.6",
-            "nodeLabels": {"site": "a"},
-            "tailoredKubeletConfig": {
-                "staticPodPath": "",
-                "maxPods": 20,
-                "syncFrequency": "1m30s",
-                "fileCheckFrequency": "500ms",
-                "imageMinimumGCAge": "2m0s",
-                "clusterDNS": ["169.254.96.16"],
-            },
-        }
-    )
-    assert (config.node_name, config.node_ip, str(config.root_directory)) == ("n1", "10.0.0.5", "/tmp/k")
-    assert (config.static_pod_path, config.max_pods, dict(config.node_labels)) == (None, 20, {"site": "a"})
-    assert (config.sync_frequency, config.file_check_frequency, config.image_minimum_gc_age) == (
-        90.0,
-        0.5,
-        120.0,
-    )
-    assert str(config.pod_dir("abc")) == "/tmp/k/pods/abc"
-    with pytest.raises(ValueError, match="unknown key 'maxPod'"):
-        EdgedConfig.from_mapping({"maxPod": 1})
-    with pytest.raises(ValueError, match="imageGCLowThresholdPercent"):
-        EdgedConfig.from_mapping(
-            {"tailoredKubeletConfig": {"imageGCHighThresholdPercent": 50, "imageGCLowThresholdPercent": 60}}
-        )
-    with pytest.raises(ValueError, match="syncFrequency 'soon' is not a duration"):
-        EdgedConfig.from_mapping({"tailoredKubeletConfig": {"syncFrequency": "soon"}})
-    with pytest.raises(ValueError, match="maxPods must be an integer"):
-        EdgedConfig.from_mapping({"tailoredKubeletConfig": {"maxPods": "many"}})

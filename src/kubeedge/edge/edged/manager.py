@@ -21,13 +21,13 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from kubeedge.edge.edged import decide, envvars, gc, nodestatus, podstatus, probes, static, volumes
 from kubeedge.edge.edged.backoff import Backoff
-from kubeedge.edge.edged.config import EdgedConfig
 from kubeedge.edge.edged.podspec import Container, Pod, PodSpecError, PullPolicy, parse_pod, pod_identity
 from kubeedge.edge.edged.runtime import (
     ContainerKind,
@@ -40,6 +40,7 @@ from kubeedge.edge.edged.runtime import (
     SandboxSpec,
 )
 from kubeedge.kit import log
+from kubeedge.kit.config.edgecore import Edged
 
 _log = log.get(__name__)
 
@@ -58,6 +59,20 @@ class PodStatusReport:
     name: str
     status: Mapping[str, Any] | None
     static: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Periods:
+    """Loop periods that are not upstream settings (kubelet hard-codes them); tests shorten them."""
+
+    relist: float = 1.0
+    """PLEG relist (s): containers changed outside edgecore are noticed within it (kubelet's 1 s)."""
+    gc: float = 60.0
+    """Container and image GC (s) (kubelet: containers every 1 min, images every 5 min)."""
+
+    def __post_init__(self) -> None:
+        if not (self.relist > 0 and self.gc > 0):
+            raise ValueError(f"edged periods must be > 0, got relist={self.relist} gc={self.gc}")
 
 
 @dataclass(slots=True)
@@ -79,21 +94,37 @@ class PodManager:
     """Runs the desired pods on ``runtime`` and reports their status on ``status_out``.
 
     Feed it with :meth:`set_pods` (the full set from the cloud, once it is known), :meth:`upsert_pod`,
-    :meth:`delete_pod` and :meth:`object_changed`; static pods come from ``config.static_pod_path``.
-    Containers of unknown pods are removed only after :meth:`set_pods` was called once.
+    :meth:`delete_pod` and :meth:`object_changed`; static pods come from
+    ``tailoredKubeletConfig.staticPodPath``. Containers of unknown pods are removed only after
+    :meth:`set_pods` was called once.
+
+    ``config`` is edgecore.yaml's ``modules.edged`` with the host-dependent values resolved: the caller
+    fills ``hostnameOverride`` (the node name) and ``nodeIP``; either left empty is a :class:`ValueError`.
     """
 
     def __init__(
         self,
         runtime: ContainerRuntime,
-        config: EdgedConfig,
+        config: Edged,
         lookup: Lookup,
         status_out: trio.MemorySendChannel[PodStatusReport] | None = None,
         clock: Callable[[], float] = time.time,
+        periods: Periods | None = None,
     ) -> None:
-        config.validate()
+        if not config.hostname_override:
+            raise ValueError("modules.edged.hostnameOverride: edged needs the node name resolved")
+        if not config.node_ip:
+            raise ValueError("modules.edged.nodeIP: edged needs the node address resolved")
         self.runtime = runtime
         self.config = config
+        self.node_name = config.hostname_override
+        """The node this manager runs pods for."""
+        self.node_ip = config.node_ip
+        """The node's InternalIP: pods' hostIP and hostNetwork pods' podIP."""
+        self.kubelet = config.tailored_kubelet_config
+        self.static_dir = Path(self.kubelet.static_pod_path) if self.kubelet.static_pod_path else None
+        """``staticPodPath``, or None when it is empty (static pods disabled)."""
+        self.periods = periods or Periods()
         self._lookup = lookup
         self._status_out = status_out
         self._clock = clock
@@ -118,6 +149,10 @@ class PodManager:
         self._statuses: dict[str, Mapping[str, Any]] = {}
         self._names: dict[str, tuple[str, str, bool]] = {}
         self._admitted: set[str] = set()
+
+    def pod_dir(self, uid: str) -> Path:
+        """``<rootDirectory>/pods/<uid>``: the pod's volumes live below it."""
+        return Path(self.config.root_directory) / "pods" / uid
 
     # ----------------------------------------------------------------------------------- desired state
     def set_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
@@ -201,7 +236,7 @@ class PodManager:
             nursery.start_soon(self._emit_loop)
             nursery.start_soon(self._gc_loop)
             nursery.start_soon(self._resync_loop)
-            if self.config.static_pod_path is not None:
+            if self.static_dir is not None:
                 nursery.start_soon(self._static_loop)
             task_status.started()
 
@@ -218,7 +253,7 @@ class PodManager:
 
     async def _relist_loop(self) -> None:
         while True:
-            with trio.move_on_after(self.config.relist_period):
+            with trio.move_on_after(self.periods.relist):
                 await self._relist_wanted.wait()
             await self._relist()
 
@@ -259,7 +294,7 @@ class PodManager:
 
     async def _resync_loop(self) -> None:
         while True:
-            await trio.sleep(self.config.sync_frequency)
+            await trio.sleep(self.kubelet.sync_frequency)
             for state in list(self._pods.values()):
                 state.wake.set()
 
@@ -299,16 +334,16 @@ class PodManager:
             pod = parse_pod(raw)
         except PodSpecError as exc:
             self._emit_status(
-                state, raw, podstatus.without_pod(("InvalidPodSpec", str(exc)), now, self.config.node_ip, raw)
+                state, raw, podstatus.without_pod(("InvalidPodSpec", str(exc)), now, self.node_ip, raw)
             )
             return None
         if uid not in self._admitted:
-            if len(self._admitted) >= self.config.max_pods and not records:
+            if len(self._admitted) >= self.kubelet.max_pods and not records:
                 message = (
                     f"Node didn't have enough resource: pods, requested: 1, used: {len(self._admitted)}, "
-                    f"capacity: {self.config.max_pods}"
+                    f"capacity: {self.kubelet.max_pods}"
                 )
-                status = dict(podstatus.without_pod(("OutOfpods", message), now, self.config.node_ip, raw))
+                status = dict(podstatus.without_pod(("OutOfpods", message), now, self.node_ip, raw))
                 status["phase"] = "Failed"
                 self._emit_status(state, raw, status)
                 return None
@@ -320,13 +355,11 @@ class PodManager:
         objects = await self._fetch_objects(pod)
         sandbox = decide.latest(r for r in records if r.kind is ContainerKind.SANDBOX)
         pod_ip = sandbox.ip if sandbox is not None and sandbox.running else ""
-        ctx = envvars.PodContext(
-            self.config.node_name, self.config.node_ip, self.config.node_ip if pod.host_network else pod_ip
-        )
+        ctx = envvars.PodContext(self.node_name, self.node_ip, self.node_ip if pod.host_network else pod_ip)
         volume_error = ""
         try:
             changed = await trio.to_thread.run_sync(
-                volumes.prepare_volumes, pod, objects, ctx, self.config.pod_dir(uid)
+                volumes.prepare_volumes, pod, objects, ctx, self.pod_dir(uid)
             )
             if changed:
                 _log.info("pod volumes updated", pod=pod.key, volumes=",".join(changed))
@@ -378,9 +411,9 @@ class PodManager:
                     sandbox_id = ""
             if sandbox_id:
                 ctx = envvars.PodContext(
-                    self.config.node_name,
-                    self.config.node_ip,
-                    self.config.node_ip if pod.host_network else pod_ip,
+                    self.node_name,
+                    self.node_ip,
+                    self.node_ip if pod.host_network else pod_ip,
                 )
                 for start in plan.starts:
                     outcome = await self._start(pod, state, start, sandbox_id, objects, ctx, now)
@@ -395,7 +428,7 @@ class PodManager:
                 state.wake.set()  # plan again on the fresh listing
         self._reconcile_probes(pod, state, records)
         inp = podstatus.StatusInput(
-            host_ip=self.config.node_ip,
+            host_ip=self.node_ip,
             now=now,
             start_time=state.start_time,
             waiting=waiting,
@@ -473,9 +506,7 @@ class PodManager:
             self._start_backoff.next(key, now)
             _log.warning("image pull failed", pod=pod.key, container=container.name, error=str(exc))
             return exc.reason, str(exc)
-        binds = await trio.to_thread.run_sync(
-            volumes.container_binds, pod, container, self.config.pod_dir(pod.uid)
-        )
+        binds = await trio.to_thread.run_sync(volumes.container_binds, pod, container, self.pod_dir(pod.uid))
         spec = CreateSpec(
             pod=PodRef(pod.uid, pod.name, pod.namespace),
             name=container.name,
@@ -545,7 +576,7 @@ class PodManager:
         if records:
             state.wake.set()  # something new appeared or removal failed: go again
             return
-        pod_dir = self.config.pod_dir(state.uid)
+        pod_dir = self.pod_dir(state.uid)
         await trio.to_thread.run_sync(shutil.rmtree, pod_dir, True)
         state.done = True
         self._admitted.discard(state.uid)
@@ -655,10 +686,10 @@ class PodManager:
 
     # ----------------------------------------------------------------------------------- static pods
     async def _scan_static(self) -> None:
-        if self.config.static_pod_path is None:
+        if self.static_dir is None:
             return
-        contents, errors = await trio.to_thread.run_sync(static.read_dir, self.config.static_pod_path)
-        pods, parse_errors = static.pods_from_manifests(contents, self.config.node_name)
+        contents, errors = await trio.to_thread.run_sync(static.read_dir, self.static_dir)
+        pods, parse_errors = static.pods_from_manifests(contents, self.node_name)
         for name, error in {**errors, **parse_errors}.items():
             _log.warning("static pod manifest skipped", file=name, error=error)
         fresh: dict[str, Mapping[str, Any]] = {}
@@ -676,7 +707,7 @@ class PodManager:
 
     async def _static_loop(self) -> None:
         while True:
-            await trio.sleep(self.config.file_check_frequency)
+            await trio.sleep(self.kubelet.file_check_frequency)
             await self._scan_static()
 
     # ----------------------------------------------------------------------------------- garbage collection
@@ -697,7 +728,7 @@ class PodManager:
                 removed.append(cid)
             except RuntimeFailure as exc:
                 _log.warning("container GC failed", container=cid[:12], error=str(exc))
-        if self.config.image_gc_high_threshold_percent < 100:
+        if self.kubelet.image_gc_high_threshold_percent < 100:
             removed += await self._image_gc(records, now)
         self._crash_backoff.gc(now)
         self._start_backoff.gc(now)
@@ -726,9 +757,9 @@ class PodManager:
             in_use,
             protected,
             gc.ImageUse(used, capacity),
-            self.config.image_gc_high_threshold_percent,
-            self.config.image_gc_low_threshold_percent,
-            self.config.image_minimum_gc_age,
+            self.kubelet.image_gc_high_threshold_percent,
+            self.kubelet.image_gc_low_threshold_percent,
+            self.kubelet.image_minimum_gc_age,
             self._image_unused_since,
             now,
         )
@@ -743,7 +774,7 @@ class PodManager:
 
     async def _gc_loop(self) -> None:
         while True:
-            await trio.sleep(self.config.gc_period)
+            await trio.sleep(self.periods.gc)
             try:
                 await self.collect_garbage()
             except RuntimeFailure as exc:
@@ -759,9 +790,7 @@ class PodManager:
         return nodestatus.build_node(self._node_config(), await self._facts(), self._clock())
 
     def _node_config(self) -> nodestatus.NodeConfig:
-        return nodestatus.NodeConfig(
-            self.config.node_name, self.config.max_pods, dict(self.config.node_labels)
-        )
+        return nodestatus.NodeConfig(self.node_name, self.kubelet.max_pods, dict(self.config.node_labels))
 
     async def _facts(self) -> nodestatus.NodeFacts:
         try:
@@ -774,5 +803,5 @@ class PodManager:
         except RuntimeFailure as exc:
             text, ready, message = "", False, str(exc)
         return await trio.to_thread.run_sync(
-            nodestatus.gather_facts, self.config.node_ip, self.config.root_directory, text, ready, message
+            nodestatus.gather_facts, self.node_ip, Path(self.config.root_directory), text, ready, message
         )

@@ -3,15 +3,18 @@
 :func:`build_node` and :func:`build_status` are pure: they take a :class:`NodeFacts` snapshot and ``now``.
 :func:`gather_facts` reads /proc, ``os.uname`` and the filesystem (blocking; call it from a thread) and
 never raises for a missing file: an unreadable fact becomes 0 and, for memory/disk, a pressure condition
-stays False rather than inventing pressure.
+stays False rather than inventing pressure. :func:`host_ip` picks the node's InternalIP when ``nodeIP`` is
+unset, as upstream does: the IPv4 address of the interface holding the default route.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import shutil
 import socket
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,65 @@ EVICTION_NODEFS_PERCENT: Final = 10
 """kubelet's default ``nodefs.available<10%``."""
 EVICTION_PID_PERCENT: Final = 10
 """Free PID share below which PIDPressure is reported."""
+_RTF_UP: Final = 0x1
+_RTF_GATEWAY: Final = 0x2
+_SIOCGIFADDR: Final = 0x8915
+"""Linux ioctl reading an interface's IPv4 address."""
+_ROUTE_TABLE_MAX: Final = 1 << 20
+"""Bytes of /proc/net/route read: a host with more routes than this fits no edge node."""
+
+
+def default_route_interface(route_table: str) -> str | None:
+    """The interface of the IPv4 default route in ``/proc/net/route`` text (lowest metric wins), or None."""
+    best: tuple[int, str] | None = None
+    for line in route_table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        try:
+            destination, flags, metric, mask = (
+                int(fields[1], 16),
+                int(fields[3], 16),
+                int(fields[6]),
+                int(fields[7], 16),
+            )
+        except ValueError:
+            continue
+        up_gateway = flags & _RTF_UP and flags & _RTF_GATEWAY
+        if destination == 0 and mask == 0 and up_gateway and (best is None or metric < best[0]):
+            best = (metric, fields[0])
+    return best[1] if best else None
+
+
+def interface_ipv4(name: str) -> str | None:
+    """The IPv4 address of interface ``name`` (blocking ioctl), or None when it has none."""
+    encoded = name.encode()[:15]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            answer = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, struct.pack("256s", encoded))
+        except OSError:
+            return None
+    return socket.inet_ntoa(answer[20:24])
+
+
+def host_ip() -> str:
+    """The node's address when ``edged.nodeIP`` is unset (blocking).
+
+    Like upstream (the host interface choice kubelet makes): the IPv4 address of the default-route
+    interface; without one, the address the hostname resolves to; as a last resort ``127.0.0.1``.
+    """
+    try:
+        with Path("/proc/net/route").open() as routes:
+            iface = default_route_interface(routes.read(_ROUTE_TABLE_MAX))
+    except OSError:
+        iface = None
+    address = interface_ipv4(iface) if iface else None
+    if address:
+        return address
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)

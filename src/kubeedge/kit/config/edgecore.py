@@ -185,7 +185,6 @@ KUBELET_PASSTHROUGH: Final[dict[str, Any]] = {
     "evictionPressureTransitionPeriod": "5m0s",
     "failCgroupV1": False,
     "failSwapOn": False,
-    "fileCheckFrequency": "20s",
     "hairpinMode": "promiscuous-bridge",
     "iptablesDropBit": 15,
     "iptablesMasqueradeBit": 14,
@@ -267,7 +266,10 @@ class TailoredKubeletConfig:
     )
     cluster_domain: str = setting("cluster.local", "cluster DNS domain (upstream: cluster.local)")
     container_runtime_endpoint: str = setting(
-        "unix:///run/containerd/containerd.sock", "CRI runtime socket (upstream: containerd's socket)"
+        "unix:///run/containerd/containerd.sock",
+        "container runtime socket; kubeedge-py runs pods on a Docker engine, so a unix:// or tcp:// Docker "
+        "endpoint here is used, and the upstream default (containerd's socket) means DOCKER_HOST or "
+        "unix:///var/run/docker.sock (upstream: containerd's socket)",
     )
     eviction_hard: dict[str, str] = setting(
         {
@@ -278,6 +280,9 @@ class TailoredKubeletConfig:
             "nodefs.inodesFree": "5%",
         },
         "hard eviction thresholds (upstream: kubelet's defaults)",
+    )
+    file_check_frequency: float = setting(
+        20.0, "how often static pod manifests are re-read (upstream: 20s)", duration=True, gt=0
     )
     image_gc_high_threshold_percent: int = setting(
         85,
