@@ -26,9 +26,10 @@ if ! command -v debootstrap >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 fi
 
-# What Ansible and the roles need on a managed host; the roles install the rest (python3-venv for the
-# release venvs, Docker engine and mosquitto on edge hosts) from the distribution's packages themselves.
-include=systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,iproute2,procps,sudo,curl
+# What Ansible needs on a managed host, plus python3-venv, which the release role needs on every host: baked in
+# so that converging needs no package index (the role still installs it on a bare host). Edge-only packages
+# (mosquitto; Docker engine) are left to the edgecore role.
+include=systemd,systemd-sysv,dbus,python3,python3-apt,python3-venv,ca-certificates,iproute2,procps,sudo,curl
 
 rootfs="$(mktemp -d /var/tmp/kubeedge-rootfs.XXXXXX)"
 # mktemp makes the folder 0700 and it becomes the image's /: services running as other users need 0755.
