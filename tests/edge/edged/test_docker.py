@@ -316,3 +316,44 @@ async def test_pods_beyond_max_pods_are_rejected(
     assert status["phase"] == "Failed"
     assert "capacity: 1" in status["message"]
     assert edged.containers(second) == []
+
+
+async def test_pod_restored_with_a_deletion_timestamp_is_torn_down_and_reported_gone(
+    docker_client: Any, busybox_image: str, edged_config: Any, created_uids: set[str]
+) -> None:
+    # A graceful delete is stored by MetaManager as an update carrying deletionTimestamp; an edgecore that
+    # restarts during the grace period gets the pod back in that state from its local store. Its containers
+    # must still be stopped and removed, and the final delete (status None) must go up.
+    objects = Objects()
+    pod = make_pod("restored-deleting", [busybox("app", busybox_image, "sleep 3600")])
+    uid = str(pod["metadata"]["uid"])
+    created_uids.add(uid)
+    async with trio.open_nursery() as nursery:
+        first = await start_edged(nursery, docker_client, edged_config, objects, created_uids)
+        first.manager.set_pods([pod])
+        await first.wait(uid, ready)
+        nursery.cancel_scope.cancel()
+    assert len(first.containers(uid)) == 2
+    deleting = {
+        **pod,
+        "metadata": {
+            **pod["metadata"],
+            "deletionTimestamp": "2026-01-01T00:00:00Z",
+            "deletionGracePeriodSeconds": 0,
+        },
+    }
+    async with trio.open_nursery() as nursery:
+        second = await start_edged(nursery, docker_client, edged_config, objects, created_uids)
+        second.manager.set_pods([deleting])
+        with trio.fail_after(15):
+            while not any(r.uid == uid and r.status is None for r in second.reports):
+                await trio.sleep(0.05)
+        assert second.containers(uid) == []
+        assert not second.manager.pod_dir(uid).exists()
+        # Forgotten once gone: no worker comes back for it, so no second final delete goes up.
+        with trio.move_on_after(1):
+            while len([r for r in second.reports if r.uid == uid]) < 2:
+                await trio.sleep(0.05)
+        assert [r.status for r in second.reports if r.uid == uid] == [None]
+        assert second.manager.status(uid) is None
+        nursery.cancel_scope.cancel()

@@ -325,6 +325,14 @@ class PodManager:
         if raw is None:
             await self._teardown(state, records)
             return None
+        if _deletion_requested(raw):
+            # A graceful delete (e.g. restored from the local store after a restart): the pod ends exactly
+            # like a deleted one, containers stopped and removed, then the final report. Once that report is
+            # out the pod is forgotten, so no worker comes back for it.
+            await self._teardown(state, records, _deletion_grace(raw))
+            if state.done and self._cloud.get(uid) is raw:
+                del self._cloud[uid]
+            return None
         now = self._clock()
         made = [r.created_at for r in records if r.created_at]
         if made:
@@ -348,10 +356,6 @@ class PodManager:
                 self._emit_status(state, raw, status)
                 return None
             self._admitted.add(uid)
-        if pod.deletion_requested:
-            # Graceful delete from the cloud: stop the containers now, forget the pod once it is removed.
-            await self._kill_all(decide.plan_teardown(records, pod.grace_seconds).kills)
-            records = await self._fresh_records(uid)
         objects = await self._fetch_objects(pod)
         sandbox = decide.latest(r for r in records if r.kind is ContainerKind.SANDBOX)
         pod_ip = sandbox.ip if sandbox is not None and sandbox.running else ""
@@ -383,8 +387,6 @@ class PodManager:
             start_failures=state.start_failures,
             unhealthy=unhealthy,
         )
-        if pod.deletion_requested:
-            plan = decide.PodPlan()
         state.failed = state.failed or plan.failed
         waiting = dict(plan.waiting)
         acted = bool(plan.kills)
@@ -561,9 +563,15 @@ class PodManager:
                     nursery.start_soon(stop, kill)
         return not failed
 
-    async def _teardown(self, state: _PodState, records: list[ContainerRecord]) -> None:
-        """Stop and remove every container of a pod that is no longer desired, then its directory."""
-        grace = max((r.grace_seconds for r in records), default=0)
+    async def _teardown(
+        self, state: _PodState, records: list[ContainerRecord], grace: float | None = None
+    ) -> None:
+        """Stop and remove every container of a pod that is no longer desired, then its directory.
+
+        ``grace`` defaults to the pod's grace period recorded on its containers.
+        """
+        if grace is None:
+            grace = max((r.grace_seconds for r in records), default=0)
         if records and state.uid not in self._names:
             self._names[state.uid] = (records[0].pod_namespace, records[0].pod_name, False)
         await self._kill_all(decide.plan_teardown(records, grace).kills)
@@ -805,3 +813,17 @@ class PodManager:
         return await trio.to_thread.run_sync(
             nodestatus.gather_facts, self.node_ip, Path(self.config.root_directory), text, ready, message
         )
+
+
+def _deletion_requested(raw: Mapping[str, Any]) -> bool:
+    """``metadata.deletionTimestamp`` is set: the pod is being deleted gracefully."""
+    meta = raw.get("metadata")
+    return isinstance(meta, Mapping) and bool(meta.get("deletionTimestamp"))
+
+
+def _deletion_grace(raw: Mapping[str, Any]) -> float | None:
+    """The grace period of a pod being deleted (None when its spec cannot say: the containers' labels do)."""
+    try:
+        return float(parse_pod(raw).grace_seconds)
+    except PodSpecError:
+        return None
