@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,3 +120,42 @@ async def test_image_policies(docker_client: Any, busybox_image: str) -> None:
             await runtime.ensure_image("127.0.0.1:1/absent:1", pull_always=False, pull_allowed=True)
         assert refused.value.reason == "ErrImagePull"
         assert busybox_image in {t for i in await runtime.list_images() for t in i.tags}
+
+
+async def _dropping_engine(listener: trio.SocketListener) -> None:
+    """A Docker engine that dies mid-answer: the event stream breaks inside a chunk, anything else is hung up."""
+    while True:
+        stream = await listener.accept()
+        async with stream:
+            request = await stream.receive_some(65536)
+            if b"/events" in request.split(b"\r\n", 1)[0]:
+                await stream.send_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b'Transfer-Encoding: chunked\r\n\r\n40\r\n{"id": "abc'
+                )
+
+
+async def test_an_engine_dropping_connections_is_a_runtime_failure_never_a_crash(tmp_path: Path) -> None:
+    # requests/urllib3 errors are not DockerExceptions; uncaught, they used to crash (and restart) edged.
+    import docker
+
+    path = tmp_path / "docker.sock"
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(str(path))
+    sock.listen(8)
+    client = docker.DockerClient(base_url=f"unix://{path}", version="1.41", timeout=5)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_dropping_engine, trio.SocketListener(sock))
+            runtime = DockerRuntime(client, node="edge-a")
+            with trio.fail_after(20):
+                with pytest.raises(rt.RuntimeFailure, match="unreachable"):
+                    await runtime.list_containers()
+                with pytest.raises(rt.RuntimeFailure, match="unreachable"):
+                    await runtime.remove_container("abc")
+                with pytest.raises(rt.RuntimeFailure, match="event stream"):
+                    await runtime.watch_events(lambda _id: None)
+            nursery.cancel_scope.cancel()
+    finally:
+        sock.close()
+        client.close()

@@ -4,8 +4,9 @@ A thin shell over the ``docker`` SDK's low-level API: every blocking SDK call ru
 at most :data:`~kubeedge.kit.limits.EDGED_DOCKER_THREADS` at once, so trio stays responsive. Invariants:
 every container it creates carries the labels of :mod:`~kubeedge.edge.edged.runtime`; it lists, inspects
 and removes only containers carrying ``io.kubeedge-py.managed=true``. Docker errors become
-:class:`~kubeedge.edge.edged.runtime.RuntimeFailure` with the daemon's own message; a container that
-vanished is not an error when stopping or removing.
+:class:`~kubeedge.edge.edged.runtime.RuntimeFailure` with the daemon's own message, and so do transport
+failures (engine unreachable, timed out, connection dropped mid-answer); a container that vanished is not an
+error when stopping or removing.
 """
 
 from __future__ import annotations
@@ -145,7 +146,12 @@ class DockerRuntime:
 
     def __init__(self, client: Any, limiter: trio.CapacityLimiter | None = None, *, node: str = "") -> None:
         import docker.errors
+        import urllib3.exceptions
 
+        # Not DockerExceptions: what the SDK raises when the engine is unreachable, times out or drops the
+        # connection mid-answer (requests' errors are OSErrors). Callers must get a RuntimeFailure to retry,
+        # never a crash of edged.
+        self._transport_errors: tuple[type[Exception], ...] = (OSError, urllib3.exceptions.HTTPError)
         self._node = node
         """Edge node name; when set, containers are labelled with it and only that node's are seen."""
         self._client = client
@@ -164,6 +170,8 @@ class DockerRuntime:
         except self._errors.DockerException as exc:
             explanation = getattr(exc, "explanation", None)
             raise RuntimeFailure(str(explanation or exc)) from exc
+        except self._transport_errors as exc:
+            raise RuntimeFailure(f"Docker engine unreachable: {exc}") from exc
 
     async def version(self) -> RuntimeVersion:
         """Docker's version (``docker://<Version>``)."""
@@ -369,13 +377,17 @@ class DockerRuntime:
 
     async def watch_events(self, notify: Callable[[str], None]) -> None:
         """Feed ``notify`` from ``docker events`` for managed containers until cancelled."""
+        broken: tuple[type[Exception], ...] = (*self._transport_errors, ValueError)  # ValueError: bad JSON
         stream = await self._call(
             self._api.events, decode=True, filters={"type": "container", "label": self._label_filter()}
         )
         try:
             while True:
                 # Not under the limiter: this thread blocks for as long as nothing happens.
-                event = await trio.to_thread.run_sync(next, stream, None, abandon_on_cancel=True)
+                try:
+                    event = await trio.to_thread.run_sync(next, stream, None, abandon_on_cancel=True)
+                except broken as exc:
+                    raise RuntimeFailure(f"docker event stream broke: {exc}") from exc
                 if event is None:
                     raise RuntimeFailure("docker event stream ended")
                 if isinstance(event, Mapping) and event.get("id"):
