@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import trio
 
+from kubeedge.edge.edged import backoff
 from kubeedge.edge.edged import runtime as rt
 from tests.conftest import free_port
 from tests.edge.edged.conftest import (
@@ -357,3 +358,33 @@ async def test_pod_restored_with_a_deletion_timestamp_is_torn_down_and_reported_
         assert [r.status for r in second.reports if r.uid == uid] == [None]
         assert second.manager.status(uid) is None
         nursery.cancel_scope.cancel()
+
+
+async def test_a_sandbox_lost_under_its_containers_is_recreated_at_once_then_backed_off(
+    nursery: trio.Nursery, docker_client: Any, busybox_image: str, edged_config: Any, created_uids: set[str]
+) -> None:
+    # The busybox image as sandbox: its shell has no stdin and exits at once, so every app container is
+    # refused with Docker's "cannot join network of a non running container".
+    config = dataclasses.replace(edged_config, pod_sandbox_image=busybox_image)
+    edged = await start_edged(nursery, docker_client, config, Objects(), created_uids)
+    uid = edged.add(make_pod("lost-sandbox", [busybox("app", busybox_image)]))
+
+    def sandboxes() -> int:
+        return len([c for c in edged.containers(uid) if c.labels[rt.LABEL_CONTAINER_KIND] == "sandbox"])
+
+    status = await edged.wait(uid, lambda s: waiting_reason(s, "app") == "RunContainerError")
+    refused_at = trio.current_time()
+    assert not ready(status)
+    assert "non running container" in status["containerStatuses"][0]["state"]["waiting"]["message"]
+    # Recreated without waiting out the start back-off: the containers were not at fault.
+    with trio.fail_after(backoff.INITIAL - 1):
+        while sandboxes() < 2:
+            await trio.sleep(0.05)
+    assert trio.current_time() - refused_at < backoff.INITIAL
+    # A second loss right after takes the back-off: no third sandbox meanwhile, and the pod says why.
+    status = await edged.wait(uid, lambda s: waiting_reason(s, "app") == "RunContainerError")
+    with trio.move_on_after(3):
+        while sandboxes() < 3:
+            await trio.sleep(0.05)
+    assert sandboxes() == 2
+    assert edged.manager.status(uid) is not None

@@ -22,12 +22,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 
 from kubeedge.edge.edged import decide, envvars, gc, nodestatus, podstatus, probes, static, volumes
-from kubeedge.edge.edged.backoff import Backoff
+from kubeedge.edge.edged.backoff import MAXIMUM, Backoff
 from kubeedge.edge.edged.podspec import Container, Pod, PodSpecError, PullPolicy, parse_pod, pod_identity
 from kubeedge.edge.edged.runtime import (
     ContainerKind,
@@ -47,6 +47,11 @@ _log = log.get(__name__)
 Lookup = Callable[[str, str, str], Awaitable[Mapping[str, Any] | None]]
 """``await lookup(kind, namespace, name)`` with kind ``configmap``, ``secret`` or ``serviceaccounttoken``;
 ``None`` when the object does not exist. Wire it to MetaManager (works offline from its DB)."""
+
+
+SANDBOX_LOSS_WINDOW: Final = 2 * MAXIMUM
+"""A sandbox lost under its starting containers is recreated at once unless that already happened within
+this window (the back-off's own reset interval); then the containers wait out the start back-off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,8 @@ class _PodState:
     probe_scopes: dict[str, trio.CancelScope] = field(default_factory=dict)
     failed: bool = False
     done: bool = False
+    sandbox_lost_at: float | None = None
+    """When containers were last refused because the sandbox had stopped under them."""
 
 
 class PodManager:
@@ -391,6 +398,8 @@ class PodManager:
         waiting = dict(plan.waiting)
         acted = bool(plan.kills)
         retry_soon = not await self._kill_all(plan.kills)
+        sandbox_id = ""
+        refused: list[str] = []
         if volume_error:
             for start in plan.starts:
                 waiting[start.container.name] = ("CreateContainerConfigError", volume_error)
@@ -422,10 +431,14 @@ class PodManager:
                     acted = True
                     if outcome is not None:
                         waiting[start.container.name] = outcome
+                        if outcome[0] == "RunContainerError":
+                            refused.append(start.container.name)
         if acted:
             records = await self._fresh_records(uid)
             if self.runtime_error:
                 retry_soon = True  # listing failed: never plan twice on the same stale records
+            elif refused and not any(r.id == sandbox_id and r.running for r in records):
+                self._sandbox_lost(state, refused, now)
             elif not retry_soon:
                 state.wake.set()  # plan again on the fresh listing
         self._reconcile_probes(pod, state, records)
@@ -445,6 +458,22 @@ class PodManager:
             if left > 0:
                 retry = left if retry is None else min(retry, left)
         return None if retry is None else max(retry, 0.05)
+
+    def _sandbox_lost(self, state: _PodState, refused: list[str], now: float) -> None:
+        """Containers were refused because their sandbox stopped under them (Docker: "cannot join network of
+        a non running container"): the sandbox is at fault, not the containers.
+
+        The next sync recreates the sandbox and starts them again at once instead of holding them behind the
+        start back-off; only a second loss within :data:`SANDBOX_LOSS_WINDOW` takes the back-off, so a sandbox
+        that keeps dying cannot spin.
+        """
+        if state.sandbox_lost_at is not None and now - state.sandbox_lost_at < SANDBOX_LOSS_WINDOW:
+            return
+        state.sandbox_lost_at = now
+        _log.warning("pod sandbox stopped while its containers started; recreating it", uid=state.uid)
+        for name in refused:
+            state.start_failures.pop(name, None)
+            self._start_backoff.reset((state.uid, name))
 
     async def _fetch_objects(self, pod: Pod) -> dict[tuple[str, str, str], Mapping[str, Any] | None]:
         objects: dict[tuple[str, str, str], Mapping[str, Any] | None] = {}
