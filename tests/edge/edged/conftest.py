@@ -131,7 +131,9 @@ def waiting_reason(status: Mapping[str, Any], container: str) -> str:
 def edged_config(tmp_path: Path) -> EdgedConfig:
     (tmp_path / "manifests").mkdir()
     return EdgedConfig(
-        hostname_override="edge-test",
+        # A node of its own per test: edged adopts, garbage-collects and tears down every container of its
+        # node, so test runs sharing the engine (CI next to a focused run) must never share a node name.
+        hostname_override=f"edge-test-{uuid.uuid4().hex[:12]}",
         node_ip="127.0.0.1",
         root_directory=str(tmp_path / "kubelet"),
         tailored_kubelet_config=TailoredKubeletConfig(

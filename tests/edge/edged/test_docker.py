@@ -142,6 +142,10 @@ async def test_killed_container_is_restarted_and_counted(edged: Edged, busybox_i
     assert entry["containerID"] != first
     assert entry["lastState"]["terminated"]["exitCode"] == 137
     assert entry["lastState"]["terminated"]["containerID"] == first
+    # The status is computed before it is emitted (and a busy manager sends only the newest): wait for it.
+    with trio.fail_after(10):
+        while not any(r.uid == uid and r.status == status for r in edged.reports):
+            await trio.sleep(0.05)
     mine = [r.status for r in edged.reports if r.uid == uid]
     assert len(mine) >= 2
     assert all(a != b for a, b in itertools.pairwise(mine))  # emitted only when changed
@@ -228,7 +232,11 @@ async def test_static_pod_runs_without_cloud(
     assert edged.manager.static_dir is not None
     (edged.manager.static_dir / "web.json").write_text(json.dumps(manifest))
     with trio.fail_after(10):
-        while not (found := [r for r in edged.reports if r.name == "static-web-edge-test" and r.status]):
+        while not (
+            found := [
+                r for r in edged.reports if r.name == f"static-web-{edged.manager.node_name}" and r.status
+            ]
+        ):
             await trio.sleep(0.05)
     uid = found[0].uid
     created_uids.add(uid)
