@@ -217,8 +217,17 @@ EDGED_MAX_VOLUME_FILES: Final = 1024
 """Files one such volume may write: bounds the ..data directory a hostile configmap could fan out."""
 
 EDGED_DOCKER_THREADS: Final = 8
-"""Docker SDK calls running at once in worker threads; each holds one HTTP connection to dockerd (the SDK's
-pool holds 10 per client, so we stay below it)."""
+"""Docker SDK calls running at once in worker threads; each holds one HTTP connection to dockerd (see
+:data:`EDGED_DOCKER_CONNECTIONS`)."""
+
+EDGED_EXEC_THREADS: Final = 4
+"""Exec probes waiting on dockerd at once. They run outside :data:`EDGED_DOCKER_THREADS` and are abandoned
+when the probe times out (the command may hang for as long as it likes): hung probes must never starve the
+relists, kills and removals every pod depends on. A thread abandoned this way keeps its slot until dockerd
+answers, so this also bounds the threads hung probes can pile up."""
+
+EDGED_DOCKER_CONNECTIONS: Final = EDGED_DOCKER_THREADS + EDGED_EXEC_THREADS + 1
+"""HTTP connections edged keeps to dockerd: one per worker thread plus the event stream."""
 
 EDGED_PROBE_OUTPUT_BYTES: Final = 10 * KiB
 """Probe output kept for the status message (kubelet keeps 10 KiB of exec output)."""

@@ -159,3 +159,29 @@ async def test_an_engine_dropping_connections_is_a_runtime_failure_never_a_crash
     finally:
         sock.close()
         client.close()
+
+
+@pytest.mark.docker
+async def test_a_hung_exec_ends_at_its_timeout_and_never_holds_a_runtime_thread(
+    docker_client: Any, busybox_image: str
+) -> None:
+    # An exec probe that hangs used to hold one of the runtime's few threads past its own timeout: enough of
+    # them starved the relists, kills and removals of every pod (deletions stalled).
+    target = docker_client.containers.run(
+        busybox_image, ["sleep", "120"], detach=True, labels={TEST_LABEL: "1"}
+    )
+    runtime = DockerRuntime(docker_client, limiter=trio.CapacityLimiter(1))
+    try:
+        with trio.fail_after(20):
+            began = trio.current_time()
+            with trio.move_on_after(1) as hung:
+                await runtime.exec(target.id, ("sleep", "60"))
+            assert hung.cancelled_caught
+            assert trio.current_time() - began < 5
+            # The command still runs inside the container, yet the runtime's only thread is free...
+            assert (await runtime.version()).name == "docker"
+            # ...and another exec gets its answer.
+            result = await runtime.exec(target.id, ("echo", "hi"))
+            assert (result.exit_code, result.output) == (0, b"hi\n")
+    finally:
+        target.remove(force=True)

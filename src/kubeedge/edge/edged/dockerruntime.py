@@ -158,13 +158,15 @@ class DockerRuntime:
         self._api = client.api
         self._errors = docker.errors
         self._limiter = limiter or trio.CapacityLimiter(limits.EDGED_DOCKER_THREADS)
+        self._exec_limiter = trio.CapacityLimiter(limits.EDGED_EXEC_THREADS)
         self._inspected: dict[tuple[str, str], ContainerRecord] = {}
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self._call_in(self._limiter, False, functools.partial(fn, *args, **kwargs))
+
+    async def _call_in(self, limiter: trio.CapacityLimiter, abandon: bool, fn: Callable[[], T]) -> T:
         try:
-            return await trio.to_thread.run_sync(
-                functools.partial(fn, *args, **kwargs), limiter=self._limiter
-            )
+            return await trio.to_thread.run_sync(fn, limiter=limiter, abandon_on_cancel=abandon)
         except self._errors.ImageNotFound as exc:
             raise ImagePullError(str(exc.explanation or exc)) from exc
         except self._errors.DockerException as exc:
@@ -370,7 +372,11 @@ class DockerRuntime:
         created = await self._call(
             self._api.exec_create, container_id, list(command), stdout=True, stderr=True
         )
-        output = await self._call(self._api.exec_start, created["Id"])
+        # Abandoned on cancel (the probe's timeout), under a limiter of its own: a command that hangs must
+        # neither outlive its probe's timeout nor hold a thread the relists and kills need.
+        output = await self._call_in(
+            self._exec_limiter, True, functools.partial(self._api.exec_start, created["Id"])
+        )
         inspected = await self._call(self._api.exec_inspect, created["Id"])
         code = inspected.get("ExitCode")
         return ExecResult(int(code) if code is not None else -1, bytes(output or b""))

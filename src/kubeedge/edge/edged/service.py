@@ -16,6 +16,7 @@ import trio
 from kubeedge.edge.edged.dockerruntime import DockerRuntime
 from kubeedge.edge.edged.manager import Lookup, Periods, PodManager, PodStatusReport
 from kubeedge.edge.edged.runtime import RuntimeFailure
+from kubeedge.kit import limits
 from kubeedge.kit.config.edgecore import Edged, TailoredKubeletConfig
 
 UPSTREAM_DEFAULT_ENDPOINT = TailoredKubeletConfig().container_runtime_endpoint
@@ -64,9 +65,10 @@ async def serve_docker(
         endpoint = docker_endpoint(config)
 
         def connect() -> Any:
+            pool = limits.EDGED_DOCKER_CONNECTIONS
             if endpoint is None:
-                return docker.from_env(timeout=DOCKER_TIMEOUT)
-            return docker.DockerClient(base_url=endpoint, timeout=DOCKER_TIMEOUT)
+                return docker.from_env(timeout=DOCKER_TIMEOUT, max_pool_size=pool)
+            return docker.DockerClient(base_url=endpoint, timeout=DOCKER_TIMEOUT, max_pool_size=pool)
 
         try:
             docker_client = await trio.to_thread.run_sync(connect)
