@@ -384,12 +384,21 @@ class EdgedModule:
         if kind == "pod":
             meta = content.get("metadata", {})
             uid = str(meta.get("uid", ""))
-            if op == "delete" or meta.get("deletionTimestamp"):
-                # A graceful delete arrives as an update carrying deletionTimestamp: stop the pod; once its
-                # containers are gone edged reports it and the final delete (grace 0, UID precondition) goes up.
+            ours = content.get("spec", {}).get("nodeName") == self._node
+            if meta.get("deletionTimestamp") and op in ("insert", "update") and ours:
+                # A graceful delete arrives as an update carrying deletionTimestamp: edged stops the pod within
+                # its deletionGracePeriodSeconds and, once its containers are gone (or if it never ran here),
+                # reports it and the final delete (grace 0, UID precondition) goes up.
+                try:
+                    pods.upsert_pod(content)
+                except ValueError as exc:
+                    _log.warning("pod deletion refused", pod=f"{namespace}/{name}", error=str(exc))
+                    if uid:
+                        pods.delete_pod(uid)
+            elif op == "delete" or meta.get("deletionTimestamp"):
                 if uid:
                     pods.delete_pod(uid)
-            elif op in ("insert", "update") and content.get("spec", {}).get("nodeName") == self._node:
+            elif op in ("insert", "update") and ours:
                 try:
                     pods.upsert_pod(content)
                 except ValueError as exc:

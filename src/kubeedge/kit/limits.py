@@ -229,6 +229,11 @@ answers, so this also bounds the threads hung probes can pile up."""
 EDGED_DOCKER_CONNECTIONS: Final = EDGED_DOCKER_THREADS + EDGED_EXEC_THREADS + 1
 """HTTP connections edged keeps to dockerd: one per worker thread plus the event stream."""
 
+EDGED_DELETED_PODS_REMEMBERED: Final = 1024
+"""Gracefully deleted pods edged remembers after reporting them gone, so a late echo of the deletion (the
+cloud keeps sending the pod until the final delete lands) does not send a second final delete: far more than
+the deletions in flight on one node."""
+
 EDGED_PROBE_OUTPUT_BYTES: Final = 10 * KiB
 """Probe output kept for the status message (kubelet keeps 10 KiB of exec output)."""
 

@@ -396,3 +396,40 @@ async def test_a_sandbox_lost_under_its_containers_is_recreated_at_once_then_bac
             await trio.sleep(0.05)
     assert sandboxes() == 2
     assert edged.manager.status(uid) is not None
+
+
+async def test_graceful_delete_uses_its_grace_period_and_a_pod_never_run_is_reported_gone(
+    edged: Edged, busybox_image: str
+) -> None:
+    def deleting(pod: dict[str, Any], grace: int) -> dict[str, Any]:
+        marks = {"deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": grace}
+        return {**pod, "metadata": {**pod["metadata"], **marks}}
+
+    def gone(uid: str) -> list[Any]:
+        return [r for r in edged.reports if r.uid == uid and r.status is None]
+
+    # terminationGracePeriodSeconds 60 and SIGTERM ignored, but `kubectl delete --grace-period=0`.
+    stubborn = make_pod(
+        "stubborn",
+        [busybox("app", busybox_image, "trap '' TERM; sleep 3600")],
+        terminationGracePeriodSeconds=60,
+    )
+    uid = edged.add(stubborn)
+    await edged.wait(uid, ready)
+    edged.manager.upsert_pod(deleting(stubborn, 0))
+    # Created and deleted in the API before this node ever ran it: only the final delete is owed.
+    never = deleting(make_pod("never-ran", [busybox("app", busybox_image)]), 30)
+    never_uid = edged.add(never)
+    with trio.fail_after(15):
+        while not (gone(uid) and gone(never_uid)):
+            await trio.sleep(0.05)
+    assert edged.containers(uid) == []
+    assert edged.containers(never_uid) == []
+    assert (gone(never_uid)[0].namespace, gone(never_uid)[0].name) == ("default", "never-ran")
+    assert (gone(uid)[0].namespace, gone(uid)[0].name) == ("default", "stubborn")
+    # The cloud echoes the pod until the final delete lands: no second final delete.
+    edged.manager.upsert_pod(deleting(stubborn, 0))
+    with trio.move_on_after(1):
+        while len(gone(uid)) < 2:
+            await trio.sleep(0.05)
+    assert len(gone(uid)) == 1

@@ -39,7 +39,7 @@ from kubeedge.edge.edged.runtime import (
     RuntimeFailure,
     SandboxSpec,
 )
-from kubeedge.kit import log
+from kubeedge.kit import limits, log
 from kubeedge.kit.config.edgecore import Edged
 
 _log = log.get(__name__)
@@ -156,6 +156,8 @@ class PodManager:
         self._statuses: dict[str, Mapping[str, Any]] = {}
         self._names: dict[str, tuple[str, str, bool]] = {}
         self._admitted: set[str] = set()
+        self._deleted: dict[str, None] = {}
+        """UIDs of gracefully deleted pods already reported gone, oldest first (bounded)."""
 
     def pod_dir(self, uid: str) -> Path:
         """``<rootDirectory>/pods/<uid>``: the pod's volumes live below it."""
@@ -181,6 +183,8 @@ class PodManager:
     def upsert_pod(self, pod: Mapping[str, Any]) -> str:
         """Add or update one pod; returns its UID. Raises :class:`PodSpecError` without a usable identity."""
         uid, _, _ = pod_identity(pod)
+        if uid in self._deleted and _deletion_requested(pod):
+            return uid  # already torn down and reported gone: a late echo of its deletion changes nothing
         self._cloud[uid] = pod
         self._touch(uid)
         return uid
@@ -333,12 +337,21 @@ class PodManager:
             await self._teardown(state, records)
             return None
         if _deletion_requested(raw):
-            # A graceful delete (e.g. restored from the local store after a restart): the pod ends exactly
-            # like a deleted one, containers stopped and removed, then the final report. Once that report is
-            # out the pod is forgotten, so no worker comes back for it.
+            # A graceful delete (also one restored from the local store after a restart, or of a pod this
+            # node never ran): the pod ends like a deleted one, containers stopped within its deletion grace
+            # period and removed, then the final report. Then it is forgotten, so no worker comes back for it.
+            if uid not in self._names:
+                try:
+                    _, namespace, name = pod_identity(raw)
+                    self._names[uid] = (namespace, name, False)
+                except PodSpecError:
+                    pass
             await self._teardown(state, records, _deletion_grace(raw))
-            if state.done and self._cloud.get(uid) is raw:
+            if state.done and _deletion_requested(self._cloud.get(uid) or {}):
                 del self._cloud[uid]
+                self._deleted[uid] = None
+                while len(self._deleted) > limits.EDGED_DELETED_PODS_REMEMBERED:
+                    del self._deleted[next(iter(self._deleted))]
             return None
         now = self._clock()
         made = [r.created_at for r in records if r.created_at]
