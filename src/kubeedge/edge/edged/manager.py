@@ -9,7 +9,9 @@ adopts the containers it finds instead of duplicating them.
 
 Invariants: a pod's containers are touched only by its own worker (orphans get a teardown worker too);
 containers are never started from a stale listing (a worker waits for a relist begun after its own
-actions); statuses are emitted only when they change, newest per pod, without ever blocking a sync.
+actions); statuses are emitted only when they change, newest per pod, without ever blocking a sync; a pod
+that is deleted or carries a deletionTimestamp (however it arrived: update, restart, never run here) always
+ends with its containers stopped and removed and a ``status=None`` report (the final delete), once.
 Failures: a bad pod spec, a missing configmap or image, or a runtime error affects only that pod's
 status (reason and message); a runtime outage marks the node not ready and is retried.
 """
@@ -450,10 +452,11 @@ class PodManager:
             records = await self._fresh_records(uid)
             if self.runtime_error:
                 retry_soon = True  # listing failed: never plan twice on the same stale records
-            elif refused and not any(r.id == sandbox_id and r.running for r in records):
-                self._sandbox_lost(state, refused, now)
-            elif not retry_soon:
-                state.wake.set()  # plan again on the fresh listing
+            else:
+                if refused and not any(r.id == sandbox_id and r.running for r in records):
+                    self._sandbox_lost(state, refused, now)
+                if not retry_soon:
+                    state.wake.set()  # plan again on the fresh listing
         self._reconcile_probes(pod, state, records)
         inp = podstatus.StatusInput(
             host_ip=self.node_ip,
