@@ -26,10 +26,11 @@ if ! command -v debootstrap >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 fi
 
-# What Ansible needs on a managed host, plus python3-venv, which the release role needs on every host: baked in
-# so that converging needs no package index (the role still installs it on a bare host). Edge-only packages
-# (mosquitto; Docker engine) are left to the edgecore role.
-include=systemd,systemd-sysv,dbus,python3,python3-apt,python3-venv,ca-certificates,iproute2,procps,sudo,curl
+# What Ansible needs on a managed host, plus python3-venv, which the release role needs on every host, and
+# mosquitto, which the edgecore role needs on every edge host: baked in so that converging needs no package
+# index (the roles still install them on a bare host; the default scenario takes mosquitto off one edge host
+# to keep that path covered). The Docker engine is left out: the scenarios' pods use the machine's engine.
+include=systemd,systemd-sysv,dbus,python3,python3-apt,python3-venv,mosquitto,ca-certificates,iproute2,procps,sudo,curl
 
 rootfs="$(mktemp -d /var/tmp/kubeedge-rootfs.XXXXXX)"
 # mktemp makes the folder 0700 and it becomes the image's /: services running as other users need 0755.

@@ -9,7 +9,9 @@
 
 The hosts' image (``kubeedge-py/debian-systemd:bookworm``) is built here when it is missing or outdated
 (``molecule/build-image.sh``: debootstrap, then ``docker import``), so a fresh machine needs nothing but the
-README's test command. Every run names its containers and network with its own prefix
+README's test command. The wheelhouse (``playbooks/wheelhouse.yml``: the kubeedge_py wheel of this tree and its
+dependency wheels) is built once here and handed to both scenarios through ``KUBEEDGE_MOLECULE_DIST``; run by
+hand without it, each scenario builds its own. Every run names its containers and network with its own prefix
 (``KUBEEDGE_MOLECULE_PREFIX``), so runs from several checkouts on one Docker engine stay apart; molecule's own
 destroy step removes them, and the fixture removes any that a crashed run left behind. A failing scenario
 fails with the tail of molecule's output.
@@ -17,10 +19,13 @@ fails with the tail of molecule's output.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import secrets
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +33,7 @@ from tests.ansible.conftest import REPO, VENV_BIN
 
 IMAGE = "kubeedge-py/debian-systemd:bookworm"
 IMAGE_BUILD_TIMEOUT = 900  # seconds; debootstrap of a minbase Debian takes ~35-100 s on a shared 2-core box
+WHEELHOUSE_TIMEOUT = 600  # seconds; one wheel build and a download of the dependency wheels: ~30 s here
 SCENARIO_TIMEOUT = 1500  # seconds; a scenario takes 5-10 min on a busy 2-core box: this bounds a hang
 OUTPUT_TAIL = 8000  # characters of molecule's output shown when a scenario fails
 
@@ -57,6 +63,60 @@ def systemd_image() -> str:
     assert inspect.returncode == 0, inspect.stderr
     assert inspect.stdout.startswith("sha256:"), inspect.stdout
     return IMAGE
+
+
+def _ansible_env() -> dict[str, str]:
+    """The environment for Ansible and molecule: this venv first, no colours, none of the caller's settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANSIBLE_", "MOLECULE_", "KUBEEDGE_MOLECULE_"))
+    }
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    env["PY_COLORS"] = env["ANSIBLE_FORCE_COLOR"] = "0"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Release A's dist/ for both scenarios, built once by ``playbooks/wheelhouse.yml`` as an operator would.
+
+    The hosts are containers on this machine's engine, so their architecture is this machine's.
+    """
+    dist = tmp_path_factory.mktemp("molecule-dist")
+    arch = platform.machine()
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "--inventory",
+            "localhost,",
+            str(REPO / "playbooks" / "wheelhouse.yml"),
+            "--extra-vars",
+            json.dumps(
+                {
+                    "kubeedge_dist": str(dist),
+                    "kubeedge_wheelhouse_arches": [arch],
+                    # The controller's own Python (pip, the build), not whatever interpreter discovery finds.
+                    "ansible_python_interpreter": str(VENV_BIN / "python"),
+                }
+            ),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=WHEELHOUSE_TIMEOUT,
+        env=_ansible_env(),
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        f"playbooks/wheelhouse.yml failed:\n{(proc.stdout + proc.stderr)[-OUTPUT_TAIL:]}"
+    )
+    wheels = sorted(p.name for p in (dist / f"wheelhouse-{arch}").glob("*.whl"))
+    assert sum(name.startswith("kubeedge_py-") for name in wheels) == 1, wheels
+    assert any(name.startswith("trio-") for name in wheels), wheels
+    assert (dist / f"wheelhouse-{arch}.tar").stat().st_size > 0
+    return dist
 
 
 @pytest.fixture
@@ -92,16 +152,14 @@ def prefix() -> Iterator[str]:
     assert not leftovers, f"molecule left containers behind: {leftovers}"
 
 
-# The first test also builds the image (in its fixture, which counts against its timeout).
-@pytest.mark.timeout(IMAGE_BUILD_TIMEOUT + SCENARIO_TIMEOUT + 120)
+# The first test also builds the image and the wheelhouse (in its fixtures, which count against its timeout).
+@pytest.mark.timeout(IMAGE_BUILD_TIMEOUT + WHEELHOUSE_TIMEOUT + SCENARIO_TIMEOUT + 120)
 @pytest.mark.parametrize("scenario", ["default", "upgrade"])
-def test_molecule_scenario(systemd_image: str, prefix: str, scenario: str) -> None:
+def test_molecule_scenario(systemd_image: str, wheelhouse: Path, prefix: str, scenario: str) -> None:
     """``molecule test -s <scenario>`` passes: every step of its test sequence, destroy included."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
-    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
-    env["PY_COLORS"] = env["ANSIBLE_FORCE_COLOR"] = "0"
-    env["ANSIBLE_NOCOLOR"] = "1"
+    env = _ansible_env()
     env["KUBEEDGE_MOLECULE_PREFIX"] = prefix
+    env["KUBEEDGE_MOLECULE_DIST"] = str(wheelhouse)
     try:
         proc = subprocess.run(
             [str(VENV_BIN / "molecule"), "test", "--scenario-name", scenario],
